@@ -1,0 +1,28 @@
+"""``make-tiny-models DIR``: offline tiny random-weight models laid out like ComfyUI's models/."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub, name: str, help_text: str) -> None:
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    p.add_argument("dir", help="output folder (created; existing files with the same names are replaced)")
+
+
+def command(args) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from ..core.tiny_models import build_tiny_models
+
+    start = time.perf_counter()
+    out = build_tiny_models(Path(args.dir))
+    files = [p for p in Path(out).rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files) / 1e6
+    log.info("built %d files (%.1f MB) in %.1f s under %s", len(files), size, time.perf_counter() - start, out)
+    print(out)
+    return 0

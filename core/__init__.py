@@ -1,0 +1,1 @@
+"""Pack logic. Never imports ComfyUI (core/host.py is the one adapter)."""

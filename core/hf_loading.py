@@ -1,0 +1,184 @@
+"""Loading policy shared by every Hugging Face model the pack loads.
+
+Local first: a name is looked up in the pack's model folders; a Hugging Face repo id is used
+only with ``allow_download`` on (and never under ``HF_HUB_OFFLINE``). Safetensors only,
+``trust_remote_code`` off unless switched on, device/dtype auto with overrides, and
+quantization (torch dynamic int8 on CPU, bitsandbytes 8/4-bit on CUDA).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import host
+
+log = logging.getLogger(__name__)
+
+DEVICES = ["auto", "cuda", "cpu", "mps"]
+DTYPES = ["auto", "fp32", "fp16", "bf16"]
+QUANTIZATIONS = ["none", "int8-dynamic (CPU)", "bnb-8bit (CUDA)", "bnb-4bit (CUDA)"]
+ATTENTIONS = ["auto", "sdpa", "eager", "flash_attention_2"]
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What the user chose on a loader node."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    quantization: str = "none"
+    attention: str = "auto"
+    trust_remote_code: bool = False
+    allow_download: bool = False
+    keep_loaded: bool = True
+
+    def cache_options(self) -> tuple:
+        return (("quantization", self.quantization), ("attention", self.attention), ("trust", self.trust_remote_code))
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve_source(kind: str, name: str, allow_download: bool) -> str:
+    """A local model folder for ``name`` (preferred), or a repo id when downloads are allowed."""
+    name = (name or "").strip()
+    if not name:
+        raise ValueError(f"model is empty: pick a folder from models/{kind} or type a Hugging Face repo id")
+    try:
+        path = host.resolve_model(kind, name)
+    except FileNotFoundError:
+        path = None
+    if path is not None:
+        check_safe_folder(path)
+        return str(path)
+    if not _REPO_ID.match(name):
+        raise ValueError(
+            f"model {name!r} is not a folder in {', '.join(map(str, host.model_folders(kind)))} and "
+            "not a Hugging Face repo id (org/name): put the model folder there or fix the name"
+        )
+    if not allow_download:
+        raise ValueError(
+            f"model {name!r} is not in models/{kind} and 'allow download' is off: download it into "
+            f"models/{kind}/{name.split('/')[-1]} or switch 'allow download' on to fetch {name} from Hugging Face"
+        )
+    if hub_offline():
+        raise ValueError(
+            f"model {name!r} must be downloaded but HF_HUB_OFFLINE is set: unset it or put the "
+            f"model folder in models/{kind}"
+        )
+    return name
+
+
+def check_safe_folder(path: str | Path) -> None:
+    """Refuse model folders that hold only pickle weights (we never unpickle)."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise ValueError(
+                f"{path.name} is a pickle file ({path.suffix}); pickles can run code when loaded and "
+                "are refused: use a .safetensors file"
+            )
+        return
+    files = [p.name.lower() for p in path.iterdir()] if path.is_dir() else []
+    has_safe = any(f.endswith(".safetensors") for f in files)
+    pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+    if pickles and not has_safe:
+        raise ValueError(
+            f"model folder {path} has only pickle weights ({', '.join(sorted(pickles))}); pickles can "
+            "run code when loaded and are refused: convert them to safetensors (model.safetensors)"
+        )
+
+
+def resolve_device(preference: str):
+    return host.torch_device(preference)
+
+
+def resolve_dtype(preference: str, device):
+    import torch
+
+    preference = (preference or "auto").lower()
+    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if preference in table:
+        return table[preference]
+    if preference != "auto":
+        raise ValueError(f"dtype must be one of {DTYPES}, got {preference!r}")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def dtype_name(dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def from_pretrained_kwargs(options: LoadOptions, dtype, device) -> dict:
+    """Keyword arguments for transformers ``from_pretrained`` under the pack's policy."""
+    kwargs = {
+        "dtype": dtype,
+        "trust_remote_code": bool(options.trust_remote_code),
+        "local_files_only": not options.allow_download or hub_offline(),
+        "use_safetensors": True,
+    }
+    if options.attention != "auto":
+        kwargs["attn_implementation"] = options.attention
+    quant = options.quantization
+    if quant.startswith("bnb"):
+        if device.type != "cuda":
+            raise ValueError(f"quantization {quant!r} needs a CUDA device, got {device.type}: use 'int8-dynamic (CPU)' or 'none'")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as exc:
+            raise ValueError(f"quantization {quant!r} needs the bitsandbytes package: pip install bitsandbytes, or use 'none'") from exc
+        from transformers import BitsAndBytesConfig
+
+        if quant.startswith("bnb-8bit"):
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        else:
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype)
+        kwargs["device_map"] = {"": device.index or 0}
+    elif quant not in ("none",) and not quant.startswith("int8-dynamic"):
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quant!r}")
+    return kwargs
+
+
+def place_and_quantize(model, options: LoadOptions, device, dtype):
+    """Move the model to its device and apply post-load quantization; returns the model."""
+    import torch
+
+    quant = options.quantization
+    if quant.startswith("int8-dynamic"):
+        if device.type != "cpu":
+            raise ValueError(f"quantization 'int8-dynamic (CPU)' runs on the CPU only, got device {device.type}: set device to cpu")
+        model = model.float()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return model.eval()
+    if not quant.startswith("bnb"):
+        model = model.to(device)
+    return model.eval()
+
+
+def translate_load_error(exc: Exception, source: str) -> Exception:
+    """Turn library errors into a message naming the model and the fix."""
+    text = str(exc)
+    if "trust_remote_code" in text:
+        return ValueError(
+            f"{source} needs custom code from its repo (trust_remote_code). It is off because it runs "
+            "code from the model folder: switch 'trust remote code' on only for models you trust"
+        )
+    if isinstance(exc, OSError) and ("offline" in text.lower() or "local_files_only" in text or "couldn't connect" in text.lower()):
+        return ValueError(f"{source} is not available offline: put the model folder in the models folder or allow download")
+    if "safetensors" in text.lower() and ("header" in text.lower() or "deserial" in text.lower() or "incomplete" in text.lower()):
+        return ValueError(f"a weights file in {source} is corrupted or truncated ({text}): download it again")
+    return exc

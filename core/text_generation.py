@@ -1,0 +1,78 @@
+"""Helpers shared by captioning and prompt expansion: cancel per token, progress per token,
+seeding, and cleaning what a model wrote."""
+from __future__ import annotations
+
+import re
+
+from . import host
+
+_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
+_CHAT_TOKENS = re.compile(r"<\|[^|>]{1,40}\|>|</?s>|\[/?INST\]|<end_of_turn>|<start_of_turn>(user|model)?")
+_ROLE_PREFIX = re.compile(r"^\s*(assistant|system|user|model)\s*[:\n]", re.IGNORECASE)
+_PREAMBLE = re.compile(
+    r"^\s*(sure|certainly|of course|okay|ok|here is|here's|here are)\b[^:\n]{0,80}[:\n]\s*",
+    re.IGNORECASE,
+)
+_LABEL = re.compile(r"^\s*(caption|description|prompt|answer|output)\s*:\s*", re.IGNORECASE)
+
+
+def clean_generated_text(text: str, prompt: str = "") -> str:
+    """Strip think blocks, chat tokens, role prefixes, polite preambles and an echoed prompt."""
+    if text is None:
+        return ""
+    text = _THINK.sub("", str(text))
+    text = _CHAT_TOKENS.sub(" ", text)
+    prompt = (prompt or "").strip()
+    if prompt and text.strip().lower().startswith(prompt.lower()):
+        text = text.strip()[len(prompt):]
+    for pattern in (_ROLE_PREFIX, _PREAMBLE, _LABEL):
+        text = pattern.sub("", text, count=1)
+    text = text.replace("\ufffd", "")
+    text = "".join(ch for ch in text if ch.isprintable() or ch in "\n\t")
+    text = re.sub(r"[ \t]+", " ", text)
+    text = re.sub(r"\n{3,}", "\n\n", text).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'`":
+        text = text[1:-1].strip()
+    return text
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA) for sampled generation."""
+    import torch
+
+    torch.manual_seed(int(seed) % (2**63))
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(int(seed) % (2**63))
+
+
+def make_stopping_criteria(max_new_tokens: int, progress=None):
+    """A transformers StoppingCriteriaList that reports progress per token and stops on Cancel.
+
+    When the user cancels, generation stops within one token and ``raise_if_interrupted()``
+    raises the host's interrupt after ``generate`` returned, so the model stays usable.
+    """
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _InterruptAndProgress(StoppingCriteria):
+        def __init__(self):
+            self.steps = 0
+            self.interrupted = False
+
+        def __call__(self, input_ids, scores, **kwargs):
+            import torch
+
+            self.steps += 1
+            if progress is not None:
+                progress.update_absolute(min(self.steps, max_new_tokens), max_new_tokens)
+            if host.interrupted():
+                self.interrupted = True
+            return torch.full((input_ids.shape[0],), self.interrupted, dtype=torch.bool, device=input_ids.device)
+
+    criterion = _InterruptAndProgress()
+
+    def raise_if_interrupted():
+        if criterion.interrupted:
+            host.check_interrupt()
+            raise host.Interrupted("processing interrupted by the user")
+
+    return StoppingCriteriaList([criterion]), raise_if_interrupted

@@ -1,0 +1,10 @@
+"""ComfyUI node classes, one module per stage. Importing this imports nothing heavy."""
+from . import describe, evaluate, generate, io, keywords, prompt
+
+NODE_CLASS_MAPPINGS: dict = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+for _module in (describe, io, keywords, prompt, generate, evaluate):
+    NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

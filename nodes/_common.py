@@ -1,0 +1,55 @@
+"""Small helpers shared by the node modules. Imports nothing heavy."""
+from __future__ import annotations
+
+CATEGORY_ROOT = "LLM Assist"
+NO_MODELS = "(no models found)"
+
+
+def category(stage: str) -> str:
+    """``LLM Assist/<stage>``: loaders, describe, keywords, prompt, generate, evaluate, io."""
+    return f"{CATEGORY_ROOT}/{stage}"
+
+
+def model_choices(kind: str, want: str = "dirs", exts: tuple[str, ...] = (".safetensors",)) -> list[str]:
+    """Model names for a combo; a placeholder when the folder is empty so the node still loads."""
+    from ..core import host
+
+    try:
+        names = host.list_models(kind, want=want, exts=exts)
+    except Exception:  # a broken folder must not break ComfyUI's /object_info
+        names = []
+    return names or [NO_MODELS]
+
+
+def pick_model(name: str, repo_id: str, kind: str) -> str:
+    """The model to load: a typed repo id wins over the combo; the placeholder is an error."""
+    repo_id = (repo_id or "").strip()
+    if repo_id:
+        return repo_id
+    if not name or name == NO_MODELS:
+        raise ValueError(
+            f"no model chosen: put a model folder in models/{kind} (then refresh), "
+            "or type a Hugging Face repo id and switch 'allow download' on"
+        )
+    return name
+
+
+def device_inputs() -> dict:
+    """device / dtype / quantization / attention / trust / download / keep-loaded widgets."""
+    from ..core.hf_loading import ATTENTIONS, DEVICES, DTYPES, QUANTIZATIONS
+
+    return {
+        "device": (DEVICES, {"default": "auto", "tooltip": "Where the model runs. auto: ComfyUI's device (CUDA when present), else CPU."}),
+        "dtype": (DTYPES, {"default": "auto", "tooltip": "Weight precision. auto: fp16/bf16 on CUDA, fp32 on CPU."}),
+        "quantization": (QUANTIZATIONS, {"default": "none", "tooltip": "int8-dynamic: torch dynamic int8 on CPU (faster, slightly different output). bnb: bitsandbytes 8/4-bit on CUDA (needs bitsandbytes)."}),
+        "attention": (ATTENTIONS, {"default": "auto", "tooltip": "Attention implementation; auto lets transformers pick (SDPA where supported)."}),
+        "trust_remote_code": ("BOOLEAN", {"default": False, "tooltip": "Run Python code shipped inside the model folder/repo. It can do anything your user account can: switch on only for models you trust."}),
+        "allow_download": ("BOOLEAN", {"default": False, "tooltip": "Allow fetching a Hugging Face repo id from the internet. Off: only local folders are used."}),
+        "keep_loaded": ("BOOLEAN", {"default": True, "tooltip": "Keep the model in memory between runs (fast re-runs). Off: free it after use."}),
+    }
+
+
+def load_options(**kwargs):
+    from ..core.hf_loading import LoadOptions
+
+    return LoadOptions(**{k: v for k, v in kwargs.items() if k in LoadOptions.__dataclass_fields__})

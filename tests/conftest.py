@@ -1,0 +1,37 @@
+"""Shared fixtures. HF_HUB_OFFLINE must be set before anything imports huggingface_hub."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny random-weight models laid out like ComfyUI's models/ folder, built once per session."""
+    from llm_assist.core.tiny_models import build_tiny_models
+
+    out = tmp_path_factory.mktemp("tiny-models")
+    build_tiny_models(out)
+    return out
+
+
+@pytest.fixture()
+def models_root(tiny_models):
+    """Point the host adapter's plain-Python fallback at the tiny models for one test."""
+    from llm_assist.core import host
+
+    previous = host.set_models_root(tiny_models)
+    yield tiny_models
+    host.set_models_root(previous)
+
+
+@pytest.fixture(autouse=True)
+def _clear_interrupt():
+    from llm_assist.core import host
+
+    host.clear_interrupt()
+    yield
+    host.clear_interrupt()
