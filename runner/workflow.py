@@ -1,0 +1,386 @@
+"""Workflow files: load (UI or API format) and convert the editor's UI format to API format.
+
+The conversion follows what the editor's ``graphToPrompt`` sends to ``POST /prompt``:
+muted nodes (mode 2) and frontend-only nodes (Note, MarkdownNote, Reroute, PrimitiveNode) are
+dropped, links are followed through Reroutes and bypassed nodes (mode 4), a PrimitiveNode's value
+feeds the widget it is linked to, and ``widgets_values`` map onto the widget inputs in
+``INPUT_TYPES`` order (skipping the ``control_after_generate`` value after a seed and the extra
+value an image-upload widget adds). A linked input overrides its widget value.
+
+Node schemas come either from node classes (in-process) or from a server's ``/object_info``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+FRONTEND_ONLY = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode"})
+WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
+MODE_MUTED = 2
+MODE_BYPASS = 4
+
+
+class WorkflowError(ValueError):
+    """A workflow that cannot be converted, validated or run; ``messages`` has one line per problem."""
+
+    def __init__(self, messages):
+        if isinstance(messages, str):
+            messages = [messages]
+        self.messages = list(messages)
+        super().__init__("\n".join(self.messages))
+
+
+# ---------------------------------------------------------------- schemas
+@dataclass(frozen=True)
+class InputSpec:
+    """One entry of INPUT_TYPES: name, type (a string, or a list of combo options), options."""
+
+    name: str
+    type: Any
+    options: Mapping = field(default_factory=dict)
+    category: str = "required"
+
+    @property
+    def combo_options(self) -> list | None:
+        if isinstance(self.type, (list, tuple)):
+            return list(self.type)
+        if self.type == "COMBO":
+            return list(self.options.get("options", []))
+        return None
+
+    @property
+    def type_name(self) -> str:
+        return "COMBO" if self.combo_options is not None else str(self.type)
+
+    @property
+    def is_widget(self) -> bool:
+        if self.category == "hidden" or self.options.get("forceInput"):
+            return False
+        return self.type_name in WIDGET_TYPES
+
+    @property
+    def has_control_value(self) -> bool:
+        """The editor stores a control_after_generate value ("fixed", "randomize"...) after it."""
+        if self.options.get("control_after_generate"):
+            return True
+        return self.type_name == "INT" and self.name in ("seed", "noise_seed")
+
+    @property
+    def widget_value_count(self) -> int:
+        return 1 + int(self.has_control_value) + int(bool(self.options.get("image_upload")))
+
+
+@dataclass(frozen=True)
+class NodeSchema:
+    class_type: str
+    inputs: tuple[InputSpec, ...]
+    outputs: tuple = ()
+    output_node: bool = False
+
+    def input(self, name: str) -> InputSpec | None:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        return None
+
+    @property
+    def widgets(self) -> list[InputSpec]:
+        return [s for s in self.inputs if s.is_widget]
+
+
+def _spec(name, entry, category) -> InputSpec:
+    if isinstance(entry, str):  # hidden inputs: "PROMPT", "UNIQUE_ID", ...
+        return InputSpec(name, entry, {}, category)
+    entry = list(entry)
+    options = entry[1] if len(entry) > 1 and isinstance(entry[1], Mapping) else {}
+    return InputSpec(name, entry[0], dict(options), category)
+
+
+def schema_from_class(class_type: str, cls) -> NodeSchema:
+    types = cls.INPUT_TYPES()
+    inputs = [
+        _spec(name, entry, category)
+        for category in ("required", "optional", "hidden")
+        for name, entry in (types.get(category) or {}).items()
+    ]
+    return NodeSchema(class_type, tuple(inputs), tuple(getattr(cls, "RETURN_TYPES", ())),
+                      getattr(cls, "OUTPUT_NODE", False) is True)
+
+
+def schema_from_object_info(class_type: str, info: Mapping) -> NodeSchema:
+    """A schema from one entry of a server's GET /object_info."""
+    declared = info.get("input") or {}
+    order = info.get("input_order") or {}
+    inputs = []
+    for category in ("required", "optional", "hidden"):
+        entries = declared.get(category) or {}
+        names = list(order.get(category) or entries.keys())
+        names += [n for n in entries if n not in names]
+        inputs += [_spec(name, entries[name], category) for name in names if name in entries]
+    return NodeSchema(class_type, tuple(inputs), tuple(info.get("output") or ()),
+                      bool(info.get("output_node")))
+
+
+def get_schema(node_classes: Mapping, class_type: str) -> NodeSchema | None:
+    """Schema of ``class_type`` from a mapping of node classes or of /object_info entries."""
+    entry = node_classes.get(class_type)
+    if entry is None:
+        return None
+    if isinstance(entry, NodeSchema):
+        return entry
+    if isinstance(entry, Mapping):
+        return schema_from_object_info(class_type, entry)
+    return schema_from_class(class_type, entry)
+
+
+# ---------------------------------------------------------------- loading
+@dataclass(frozen=True)
+class Workflow:
+    """A loaded workflow: ``data`` is the JSON as saved; ``format`` is "ui" or "api"."""
+
+    data: dict
+    format: str
+    source: str | None = None
+
+    @property
+    def ui(self) -> dict | None:
+        return self.data if self.format == "ui" else None
+
+
+def load_workflow(path_or_dict) -> Workflow:
+    """Load a workflow file (or dict) in the editor's UI format or in API format."""
+    source = None
+    if isinstance(path_or_dict, Workflow):
+        return path_or_dict
+    if isinstance(path_or_dict, (str, os.PathLike)):
+        source = str(path_or_dict)
+        try:
+            data = json.loads(Path(path_or_dict).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise WorkflowError(f"workflow file {source} does not exist: check the path") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise WorkflowError(f"cannot read workflow {source}: {exc}: save it again as JSON") from None
+    else:
+        data = copy.deepcopy(path_or_dict)
+    if not isinstance(data, dict):
+        raise WorkflowError(f"workflow {source or ''} is a {type(data).__name__}, not a JSON object")
+    if isinstance(data.get("nodes"), list):
+        return Workflow(data, "ui", source)
+    if isinstance(data.get("prompt"), dict) and "nodes" not in data:  # a saved POST /prompt body
+        data = data["prompt"]
+    bad = [k for k, v in data.items() if not (isinstance(v, dict) and "class_type" in v)]
+    if bad or not data:
+        raise WorkflowError(
+            f"workflow {source or ''} is neither UI format (a 'nodes' list) nor API format "
+            f"({{id: {{class_type, inputs}}}}); entries without class_type: {bad[:5]}: "
+            "save it from the editor with Save or Export (API)")
+    return Workflow(data, "api", source)
+
+
+# ---------------------------------------------------------------- UI -> API
+def _links(ui: dict) -> dict:
+    """link id -> (origin id, origin slot, target id, target slot, type); 0.4 lists or 1.0 objects."""
+    out = {}
+    for link in ui.get("links") or []:
+        if isinstance(link, Mapping):
+            out[link["id"]] = (link["origin_id"], link["origin_slot"], link["target_id"],
+                               link["target_slot"], link.get("type"))
+        elif link:
+            out[link[0]] = tuple(link[1:6])
+    return out
+
+
+def _describe(node) -> str:
+    return f"node {node.get('id')} ({node.get('type')})"
+
+
+def _resolve_link(link_id, want_type, nodes, links, errors, where):
+    """Follow a link to the real source: ("link", [id, slot]), ("value", v) or (None, reason)."""
+    seen = set()
+    while True:
+        if link_id is None:
+            return None, "not connected"
+        if link_id in seen:
+            errors.append(f"{where}: its link {link_id} loops through reroutes/bypassed nodes: "
+                          "remove the loop in the editor")
+            return None, "loop"
+        seen.add(link_id)
+        if link_id not in links:
+            errors.append(f"{where}: link {link_id} is not in the workflow's links list: "
+                          "reconnect the input in the editor and save again")
+            return None, "bad link"
+        origin_id, origin_slot = links[link_id][0], links[link_id][1]
+        origin = nodes.get(origin_id)
+        if origin is None:
+            errors.append(f"{where}: links to node {origin_id}, which is not in the workflow: "
+                          "reconnect the input")
+            return None, "missing node"
+        mode = origin.get("mode", 0)
+        if origin.get("type") == "Reroute":
+            link_id = ((origin.get("inputs") or [{}])[0]).get("link")
+        elif origin.get("type") == "PrimitiveNode":
+            values = origin.get("widgets_values") or []
+            if not values:
+                errors.append(f"{where}: its PrimitiveNode {origin_id} has no value: set one")
+                return None, "empty primitive"
+            return "value", values[0]
+        elif mode == MODE_MUTED:
+            return None, f"its source node {origin_id} is muted"
+        elif mode == MODE_BYPASS:
+            inputs = origin.get("inputs") or []
+            order = [origin_slot] + list(range(len(inputs)))
+            match = next((i for i in order if 0 <= i < len(inputs)
+                          and inputs[i].get("type") == want_type), None)
+            if match is None:
+                return None, f"its source node {origin_id} is bypassed and has no {want_type} input"
+            link_id = inputs[match].get("link")
+        else:
+            return "link", [str(origin_id), int(origin_slot)]
+
+
+def _widget_values(node, schema: NodeSchema, errors) -> dict:
+    values = node.get("widgets_values")
+    widgets = schema.widgets
+    if values is None:
+        values = []
+    if isinstance(values, Mapping):  # some nodes save their widgets by name
+        return {s.name: values[s.name] for s in widgets if s.name in values}
+    expected = sum(s.widget_value_count for s in widgets)
+    if len(values) != expected:
+        layout = ", ".join(s.name + (" (+control_after_generate)" if s.has_control_value else "")
+                           + (" (+upload)" if s.options.get("image_upload") else "") for s in widgets)
+        errors.append(
+            f"{_describe(node)}: has {len(values)} widget values {values!r} but its widgets "
+            f"[{layout}] need {expected}: the node's inputs changed since the workflow was saved; "
+            "open it in the editor with this version of the pack and save it again")
+        return {}
+    out, i = {}, 0
+    for spec in widgets:
+        out[spec.name] = values[i]
+        i += spec.widget_value_count
+    return out
+
+
+def _subgraph_ids(ui: dict) -> set:
+    return {s.get("id") for s in ((ui.get("definitions") or {}).get("subgraphs") or [])}
+
+
+def to_api_prompt(workflow, node_classes: Mapping) -> dict:
+    """API-format prompt ``{id: {class_type, inputs, _meta}}`` for a UI- or API-format workflow.
+
+    ``node_classes`` maps class_type to a node class or to a /object_info entry. Raises
+    WorkflowError listing every problem (unknown class, wrong widget count, broken link).
+    """
+    from .validate import unknown_class_message  # noqa: PLC0415 - avoids a module cycle
+
+    workflow = load_workflow(workflow)
+    if workflow.format == "api":
+        return copy.deepcopy(workflow.data)
+    ui = workflow.data
+    nodes = {n.get("id"): n for n in ui["nodes"]}
+    links = _links(ui)
+    subgraphs = _subgraph_ids(ui)
+    errors: list[str] = []
+    prompt: dict = {}
+    for node in ui["nodes"]:
+        ctype, mode = node.get("type"), node.get("mode", 0)
+        if ctype in FRONTEND_ONLY or mode in (MODE_MUTED, MODE_BYPASS):
+            continue
+        if ctype in subgraphs:
+            errors.append(f"{_describe(node)} is a subgraph, which the headless runner does not "
+                          "expand: unpack it in the editor (right-click > Unpack Subgraph) or pass "
+                          "--server URL")
+            continue
+        schema = get_schema(node_classes, ctype)
+        if schema is None:
+            errors.append(unknown_class_message(node.get("id"), ctype))
+            continue
+        inputs = _widget_values(node, schema, errors)
+        for slot in node.get("inputs") or []:
+            name = (slot.get("widget") or {}).get("name") or slot.get("name")
+            if slot.get("link") is None:
+                continue
+            kind, value = _resolve_link(slot["link"], slot.get("type"), nodes, links, errors,
+                                        f"{_describe(node)} input {name!r}")
+            if kind is not None:
+                inputs[name] = value
+            elif not (schema.input(name) and schema.input(name).is_widget):
+                inputs.pop(name, None)
+        prompt[str(node.get("id"))] = {"class_type": ctype, "inputs": inputs,
+                                       "_meta": {"title": node.get("title") or ctype}}
+    if errors:
+        raise WorkflowError(errors)
+    return prompt
+
+
+# ---------------------------------------------------------------- --set NODE_ID.INPUT=VALUE
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def parse_set(text: str) -> tuple[str, str, str]:
+    """Split ``NODE_ID.INPUT=VALUE`` into (node id, input name, raw value)."""
+    key, sep, raw = str(text).partition("=")
+    node_id, dot, name = key.strip().partition(".")
+    if not sep or not dot or not node_id or not name:
+        raise WorkflowError(f"--set {text!r} is not NODE_ID.INPUT=VALUE: write e.g. --set 3.seed=42")
+    return node_id, name.strip(), raw
+
+
+def parse_value(spec: InputSpec, raw: str, where: str):
+    """Parse a --set string by the input's declared type (INT, FLOAT, BOOLEAN, STRING, COMBO)."""
+    kind = spec.type_name
+    try:
+        if kind == "INT":
+            return int(raw.strip())
+        if kind == "FLOAT":
+            return float(raw.strip())
+    except ValueError:
+        raise WorkflowError(f"{where}: {raw!r} is not a {kind} value: give a "
+                            f"{'whole number' if kind == 'INT' else 'number'}") from None
+    if kind == "BOOLEAN":
+        low = raw.strip().lower()
+        if low in _TRUE | _FALSE:
+            return low in _TRUE
+        raise WorkflowError(f"{where}: {raw!r} is not a BOOLEAN value: use true or false")
+    if kind == "COMBO":  # match non-string options (ints) by their text
+        for option in spec.combo_options or []:
+            if not isinstance(option, str) and str(option) == raw:
+                return option
+    return raw
+
+
+def apply_sets(prompt: dict, sets, node_classes: Mapping) -> dict:
+    """Apply ``--set NODE_ID.INPUT=VALUE`` items (strings or (id, input, raw) tuples) in place."""
+    errors = []
+    for item in sets or ():
+        try:
+            node_id, name, raw = parse_set(item) if isinstance(item, str) else map(str, item)
+            node = prompt.get(node_id)
+            if node is None:
+                raise WorkflowError(
+                    f"--set {node_id}.{name}: there is no node {node_id} in the prompt (muted and "
+                    f"frontend-only nodes are dropped): use one of {sorted(prompt, key=_id_key)}")
+            schema = get_schema(node_classes, node["class_type"])
+            where = f"--set {node_id}.{name} (node {node_id}, {node['class_type']})"
+            spec = schema.input(name) if schema is not None else None
+            if spec is None or spec.category == "hidden":
+                known = [s.name for s in schema.widgets] if schema is not None else []
+                raise WorkflowError(f"{where}: the node has no input {name!r}: use one of {known}")
+            if spec.type_name not in WIDGET_TYPES:
+                raise WorkflowError(f"{where}: {name!r} is a {spec.type_name} socket, not a value: "
+                                    "--set only sets INT, FLOAT, BOOLEAN, STRING and COMBO inputs")
+            node.setdefault("inputs", {})[name] = parse_value(spec, raw, where)
+        except WorkflowError as exc:
+            errors += exc.messages
+    if errors:
+        raise WorkflowError(errors)
+    return prompt
+
+
+def _id_key(node_id):
+    return (0, int(node_id), "") if str(node_id).isdigit() else (1, 0, str(node_id))
