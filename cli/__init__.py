@@ -17,6 +17,7 @@ _COMMANDS = {
     "run": ("cli.run", "Execute a workflow (API or UI format) headless, or submit it to a ComfyUI server."),
     "keywords": ("cli.keywords", "Extract keywords: captions on stdin, one JSON list of [phrase, score] per line on stdout."),
     "caption": ("cli.caption", "Caption every image in a folder, writing <image>.txt beside each (resumable)."),
+    "demo": ("cli.demo", "Run an example workflow headless: real models when present, else the tiny offline models."),
 }
 
 
