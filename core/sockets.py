@@ -8,11 +8,16 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Keyword:
-    """One ranked key phrase: ``text``, ``score`` in 0..1, and the ``source`` that produced it."""
+    """One ranked key phrase: ``text``, ``score`` in 0..1, and the ``source`` that produced it.
+
+    ``weight`` (optional) is an explicit prompt weight set by Edit Keywords (``+fox:1.2``);
+    Build Prompt uses it instead of mapping ``score`` into its weight range.
+    """
 
     text: str
     score: float
     source: str = "statistical"
+    weight: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.text, str) or not self.text.strip():
@@ -21,6 +26,11 @@ class Keyword:
         if not 0.0 <= score <= 1.0 or score != score:
             raise ValueError(f"keyword score must be in 0..1, got {self.score!r} for {self.text!r}")
         object.__setattr__(self, "score", score)
+        if self.weight is not None:
+            weight = float(self.weight)
+            if not 0.0 <= weight <= 5.0 or weight != weight:
+                raise ValueError(f"keyword weight must be in 0..5, got {self.weight!r} for {self.text!r}")
+            object.__setattr__(self, "weight", weight)
 
 
 @dataclass(frozen=True)
