@@ -236,11 +236,11 @@ def execute_prompt(api_prompt: Mapping, *, node_classes: Mapping | None = None, 
         out_dir = host.output_directory()
         with RUNNER.lock:
             ui_by_node, executed = _run(prompt, order, classes, out_dir, extra_pnginfo, cache, host)
+        files = _files(ui_by_node, out_dir)
     finally:
         if output_dir is not None:
             host.set_output_directory(previous)
-    return ExecutionResult(ui_by_node, _files(ui_by_node, out_dir), time.perf_counter() - start,
-                           prompt_id, tuple(executed))
+    return ExecutionResult(ui_by_node, files, time.perf_counter() - start, prompt_id, tuple(executed))
 
 
 def _run(prompt, order, classes, out_dir, extra_pnginfo, cache, host):

@@ -232,9 +232,10 @@ def _resolve_link(link_id, want_type, nodes, links, errors, where):
             return None, f"its source node {origin_id} is muted"
         elif mode == MODE_BYPASS:
             inputs = origin.get("inputs") or []
-            order = [origin_slot] + list(range(len(inputs)))
-            match = next((i for i in order if 0 <= i < len(inputs)
-                          and inputs[i].get("type") == want_type), None)
+            order = [i for i in [origin_slot] + list(range(len(inputs))) if 0 <= i < len(inputs)]
+            link_type = links[link_id][4]
+            match = next((i for wanted in (want_type, link_type) for i in order
+                          if inputs[i].get("type") == wanted), None)
             if match is None:
                 return None, f"its source node {origin_id} is bypassed and has no {want_type} input"
             link_id = inputs[match].get("link")
