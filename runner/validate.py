@@ -197,10 +197,12 @@ def _check_value(spec, value, checks: bool):
     if not checks:
         return (value,)
     lo, hi = spec.options.get("min"), spec.options.get("max")
+    allowed = (f"from {lo} to {hi}" if lo is not None and hi is not None
+               else f"of at least {lo}" if lo is not None else f"of at most {hi}")
     if kind in ("INT", "FLOAT") and lo is not None and value < lo:
-        return f"is {value}, smaller than its min {lo}: use a value from {lo} to {hi}"
+        return f"is {value}, smaller than its min {lo}: use a value {allowed}"
     if kind in ("INT", "FLOAT") and hi is not None and value > hi:
-        return f"is {value}, bigger than its max {hi}: use a value from {lo} to {hi}"
+        return f"is {value}, bigger than its max {hi}: use a value {allowed}"
     options = spec.combo_options
     if options is not None and value not in options:
         shown = options if len(options) <= 20 else f"{options[:20]} ... ({len(options)} options)"

@@ -367,6 +367,14 @@ def test_output_cache_skips_unchanged_nodes_and_reuses_instances():
     assert off.executed == ("1", "2", "3") and CALLS["ToyText"] == 2
 
 
+def test_interrupt_stops_before_any_node_runs():
+    host.request_interrupt()
+    with pytest.raises(host.Interrupted):
+        runner.execute_prompt(api_chain(), node_classes=TOYS)
+    assert CALLS == {}
+    assert runner.execute_prompt(api_chain(), node_classes=TOYS).outputs["3"]["text"] == ["CAT#5!!"]
+
+
 def _subprocess(args, cwd):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     return subprocess.run([sys.executable, "-m", "llm_assist", "run", *args], cwd=cwd, env=env,
