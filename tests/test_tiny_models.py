@@ -200,7 +200,8 @@ def test_single_file_with_config_matches_diffusers_folder(tiny_models, sd_refere
     np.testing.assert_array_equal(_run_sd(pipe), sd_reference[1])
 
 
-def test_single_file_without_config_uses_the_hf_cache(tiny_models, sd_reference):
+def test_single_file_without_config_uses_the_hf_cache(tiny_models, sd_reference, monkeypatch):
+    import huggingface_hub
     from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
     cache = str(tiny_models / "hf-cache" / "hub")
@@ -208,9 +209,12 @@ def test_single_file_without_config_uses_the_hf_cache(tiny_models, sd_reference)
                                                     cache_dir=cache)
     pipe.set_progress_bar_config(disable=True)
     np.testing.assert_array_equal(_run_sd(pipe), sd_reference[1])
+    # The plain user call, with the hub cache pointed at the snapshots (what HF_HUB_CACHE does).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", cache)
     inpaint = StableDiffusionInpaintPipeline.from_single_file(
-        tiny_models / "checkpoints" / "tiny-sd15-inpainting.safetensors", cache_dir=cache)
+        tiny_models / "checkpoints" / "tiny-sd15-inpainting.safetensors")
     assert inpaint.unet.config.in_channels == 9
+    assert type(inpaint.scheduler).__name__ == "EulerDiscreteScheduler"
 
 
 def test_ldm_checkpoint_round_trips_through_diffusers_converters(tiny_models, sd_reference):
