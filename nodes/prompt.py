@@ -1,4 +1,167 @@
-"""Nodes for this stage (being written)."""
+"""Prompt nodes: Build Prompt, Load Language Model, Expand Prompt."""
+from __future__ import annotations
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+from ._common import category, device_inputs, load_options, model_choices, pick_model
+
+_NEGATIVE_PRESETS = ["none", "photo defaults", "artwork defaults", "anatomy", "text and watermarks"]
+_EXPAND_PRESETS = ["sd prompt", "cinematic", "concise", "detailed", "custom"]
+_BUDGET_TOOLTIP = (
+    "Token budget of the whole rendered prompt (weights, template, BOS/EOS included); 77 fits one CLIP "
+    "window, 0 = no limit. Counted exactly with the tokenizer of a connected pipeline or image encoder, "
+    "otherwise with a safe upper bound (2 + bytes without spaces) that may drop more than needed."
+)
+
+
+def _counter(pipeline=None, image_encoder=None):
+    from ..core.prompt_builder import make_token_counter
+
+    return make_token_counter(pipeline, image_encoder)
+
+
+class LLMAssistBuildPrompt:
+    DESCRIPTION = (
+        "Turn keywords into a prompt: scores 0..1 map to weights min_weight..max_weight rendered as ComfyUI "
+        "(term:1.2) syntax (keywords reweighted in Edit Keywords keep their weight); must-keep terms are always "
+        "included and never dropped; the template wraps the terms ('{keywords}' marks where they go, otherwise "
+        "the template is appended as style text); negative terms plus a preset. Over the token budget, the "
+        "lowest-scored terms are dropped first. The positive / negative STRING outputs wire into CLIPTextEncode."
+    )
+    CATEGORY = category("prompt")
+    FUNCTION = "build"
+    RETURN_TYPES = ("LLMA_PROMPT", "STRING", "STRING")
+    RETURN_NAMES = ("prompt", "positive", "negative")
+    OUTPUT_TOOLTIPS = (
+        "The prompt spec (weighted terms, negative terms, must-keep, template, budget) for the Generate nodes.",
+        "Positive prompt text in ComfyUI weight syntax (wire into CLIPTextEncode).",
+        "Negative prompt text (wire into the negative CLIPTextEncode).",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "keywords": ("LLMA_KEYWORDS", {"tooltip": "Keywords from Extract Keywords or Edit Keywords."}),
+                "template": ("STRING", {"multiline": True, "default": "", "tooltip": "Optional style text. With '{keywords}' the terms go there (e.g. 'a photo of {keywords}, 35mm'); without it the text is appended."}),
+                "must_keep": ("STRING", {"default": "", "tooltip": "Comma-separated terms that are always in the prompt and never dropped for the budget."}),
+                "negative": ("STRING", {"multiline": True, "default": "", "tooltip": "Comma-separated negative terms (added to the preset's)."}),
+                "negative_preset": (_NEGATIVE_PRESETS, {"default": "none", "tooltip": "Ready-made negative terms: photo defaults, artwork defaults, anatomy, text and watermarks."}),
+                "min_weight": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 3.0, "step": 0.05, "tooltip": "Weight of a keyword with score 0."}),
+                "max_weight": ("FLOAT", {"default": 1.3, "min": 0.0, "max": 3.0, "step": 0.05, "tooltip": "Weight of a keyword with score 1. Set both to 1.0 for an unweighted prompt."}),
+                "token_budget": ("INT", {"default": 77, "min": 0, "max": 1024, "tooltip": _BUDGET_TOOLTIP}),
+            },
+            "optional": {
+                "pipeline": ("LLMA_PIPELINE", {"tooltip": "Optional: count tokens exactly with this pipeline's tokenizer."}),
+                "image_encoder": ("LLMA_IMAGE_ENCODER", {"tooltip": "Optional: count tokens exactly with this CLIP encoder's tokenizer."}),
+            },
+        }
+
+    def build(self, keywords, template, must_keep, negative, negative_preset, min_weight, max_weight,
+              token_budget, pipeline=None, image_encoder=None):
+        from ..core.prompt_builder import build_prompt
+
+        count, name = _counter(pipeline, image_encoder)
+        spec = build_prompt(keywords, template=template, must_keep=must_keep, negative=negative,
+                            negative_preset=negative_preset, min_weight=min_weight, max_weight=max_weight,
+                            token_budget=token_budget, count_tokens=count, counter_name=name)
+        return (spec, spec.positive_text(), spec.negative_text())
+
+
+class LLMAssistLoadLanguageModel:
+    DESCRIPTION = (
+        "Load a causal language model (Qwen2, Llama, GPT-2, ...) from models/LLM for Expand Prompt and the "
+        "llm keyword method. Local folders first; a Hugging Face repo id needs 'allow download'."
+    )
+    CATEGORY = category("loaders")
+    FUNCTION = "load"
+    RETURN_TYPES = ("LLMA_LANGUAGE_MODEL",)
+    RETURN_NAMES = ("language_model",)
+    OUTPUT_TOOLTIPS = ("The loaded language model (cached between runs unless keep_loaded is off).",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (model_choices("LLM"), {"tooltip": "A causal LM folder in models/LLM."}),
+                **device_inputs(),
+            },
+            "optional": {
+                "repo_id": ("STRING", {"default": "", "tooltip": "Hugging Face repo id (org/name) used instead of the folder; needs allow_download unless already in models/LLM."}),
+            },
+        }
+
+    def load(self, model, device, dtype, quantization, attention, trust_remote_code, allow_download,
+             keep_loaded, repo_id=""):
+        from ..core.language_model import load_language_model
+
+        options = load_options(device=device, dtype=dtype, quantization=quantization, attention=attention,
+                               trust_remote_code=trust_remote_code, allow_download=allow_download,
+                               keep_loaded=keep_loaded)
+        return (load_language_model(pick_model(model, repo_id, "LLM"), options),)
+
+
+class LLMAssistExpandPrompt:
+    DESCRIPTION = (
+        "A language model rewrites keywords or text into a richer prompt (chat template when the model has "
+        "one, plain completion otherwise), cleaned and cut at a comma/word boundary to the token budget.\n"
+        "mode generate: runs the model and shows the text on the node; copy it into fixed_text to freeze it.\n"
+        "mode fixed: returns fixed_text unchanged, byte for byte, without running the model (replayable "
+        "shared workflows; language_model may stay unconnected)."
+    )
+    CATEGORY = category("prompt")
+    FUNCTION = "expand"
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("prompt",)
+    OUTPUT_TOOLTIPS = ("The expanded prompt text (wire into CLIPTextEncode or Generate).",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "mode": (["generate", "fixed"], {"default": "generate", "tooltip": "generate: run the model. fixed: return fixed_text exactly (no model)."}),
+                "preset": (_EXPAND_PRESETS, {"default": "sd prompt", "tooltip": "Instruction given to the model; custom uses custom_instruction."}),
+                "custom_instruction": ("STRING", {"multiline": True, "default": "", "tooltip": "Your own instruction (preset 'custom')."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True, "tooltip": "Sampling seed (same seed + settings = same text)."}),
+                "max_new_tokens": ("INT", {"default": 77, "min": 1, "max": 1024, "tooltip": "Most tokens the model may write."}),
+                "temperature": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 2.0, "step": 0.05, "tooltip": "Sampling temperature; 0 = greedy (deterministic without a seed)."}),
+                "token_budget": ("INT", {"default": 77, "min": 0, "max": 1024, "tooltip": _BUDGET_TOOLTIP}),
+                "fixed_text": ("STRING", {"multiline": True, "default": "", "tooltip": "mode fixed: this text is returned exactly. Paste the text a generate run showed."}),
+            },
+            "optional": {
+                "language_model": ("LLMA_LANGUAGE_MODEL", {"tooltip": "Language model from Load Language Model (needed in generate mode)."}),
+                "keywords": ("LLMA_KEYWORDS", {"tooltip": "Keywords to expand (their comma list comes first)."}),
+                "text": ("STRING", {"multiline": True, "default": "", "tooltip": "Text to expand (appended after the keywords when both are given)."}),
+                "pipeline": ("LLMA_PIPELINE", {"tooltip": "Optional: count the budget with this pipeline's tokenizer."}),
+                "image_encoder": ("LLMA_IMAGE_ENCODER", {"tooltip": "Optional: count the budget with this CLIP encoder's tokenizer."}),
+            },
+        }
+
+    def expand(self, mode, preset, custom_instruction, seed, max_new_tokens, temperature, token_budget,
+               fixed_text, language_model=None, keywords=None, text="", pipeline=None, image_encoder=None):
+        if mode == "fixed":
+            if not fixed_text:
+                raise ValueError("mode is 'fixed' but fixed_text is empty: run once in generate mode and paste the shown text into fixed_text")
+            return {"ui": {"text": [fixed_text]}, "result": (fixed_text,)}
+        if mode != "generate":
+            raise ValueError(f"mode must be 'generate' or 'fixed', got {mode!r}")
+        if language_model is None:
+            raise ValueError("mode 'generate' needs a language model: connect the 'language_model' input (Load Language Model) or switch mode to 'fixed'")
+        from ..core.language_model import expand_prompt
+
+        source = ", ".join(p for p in ((keywords.as_string() if keywords else ""), (text or "").strip()) if p)
+        count, _ = _counter(pipeline, image_encoder)
+        result = expand_prompt(language_model, source, preset=preset, custom_instruction=custom_instruction,
+                               seed=seed, max_new_tokens=max_new_tokens, temperature=temperature,
+                               token_budget=token_budget, count_tokens=count)
+        return {"ui": {"text": [result]}, "result": (result,)}
+
+
+NODE_CLASS_MAPPINGS = {
+    "LLMAssistBuildPrompt": LLMAssistBuildPrompt,
+    "LLMAssistLoadLanguageModel": LLMAssistLoadLanguageModel,
+    "LLMAssistExpandPrompt": LLMAssistExpandPrompt,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "LLMAssistBuildPrompt": "Build Prompt",
+    "LLMAssistLoadLanguageModel": "Load Language Model",
+    "LLMAssistExpandPrompt": "Expand Prompt",
+}

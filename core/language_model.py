@@ -1,0 +1,195 @@
+"""Causal language models (models/LLM) for prompt expansion and the ``llm`` keyword method.
+
+Loading follows the pack's policy (core.hf_loading: local first, allow_download, safetensors,
+trust_remote_code off, device/dtype/quantization) and goes through MODEL_CACHE. Generation uses
+the tokenizer's chat template when it has one (e.g. Qwen2 ChatML) and plain completion otherwise
+(e.g. GPT-2); it is seeded, reports progress per token and stops on Cancel within one token.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import hf_loading, host
+from .model_cache import MODEL_CACHE, CacheKey
+from .text_generation import clean_generated_text, make_stopping_criteria, seed_everything
+
+log = logging.getLogger(__name__)
+
+PRESETS: dict[str, str] = {
+    "sd prompt": (
+        "Rewrite the following as one Stable Diffusion prompt: a comma-separated list of vivid visual "
+        "details (subject, setting, lighting, style, quality tags). Answer with the prompt only."
+    ),
+    "cinematic": (
+        "Rewrite the following as a cinematic image prompt: describe the shot, lens, lighting, colour "
+        "grading and mood in one comma-separated line. Answer with the prompt only."
+    ),
+    "concise": "Rewrite the following as a short, concrete image prompt of at most 20 words. Answer with the prompt only.",
+    "detailed": (
+        "Expand the following into a detailed image description of two or three sentences covering "
+        "subject, setting, colours and lighting. Answer with the description only."
+    ),
+}
+CUSTOM = "custom"
+PRESET_NAMES = list(PRESETS) + [CUSTOM]
+
+
+@dataclass(frozen=True, eq=False)
+class LanguageModel:
+    """A loaded causal LM (the LLMA_LANGUAGE_MODEL payload)."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    device: Any
+    cache_key: Any = None
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def _ensure_device(self) -> None:
+        param = next(self.model.parameters(), None)
+        if param is not None and param.device.type != self.device.type:
+            self.model.to(self.device)
+
+
+def load_language_model(name: str, options: hf_loading.LoadOptions = hf_loading.LoadOptions()) -> LanguageModel:
+    """Load (or fetch from the cache) a causal LM folder from models/LLM, or an allowed repo id."""
+    source = hf_loading.resolve_source("LLM", name, options.allow_download)
+    device = hf_loading.resolve_device(options.device)
+    dtype = hf_loading.resolve_dtype(options.dtype, device)
+    key = CacheKey("language_model", source, hf_loading.dtype_name(dtype), str(device), options.cache_options())
+
+    def load():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        kwargs = hf_loading.from_pretrained_kwargs(options, dtype, device)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(
+                source, local_files_only=kwargs["local_files_only"], trust_remote_code=kwargs["trust_remote_code"]
+            )
+        except ValueError as exc:
+            if "Unrecognized configuration" in str(exc) or "AutoModelForCausalLM" in str(exc):
+                raise ValueError(
+                    f"{source} is not a causal language model (text generation): pick a model such as "
+                    "Qwen2 / Llama / GPT-2 in models/LLM (captioners go to Load Captioner)"
+                ) from exc
+            raise hf_loading.translate_load_error(exc, source) from exc
+        except Exception as exc:  # noqa: BLE001 - re-raised with a clearer message
+            raise hf_loading.translate_load_error(exc, source) from exc
+        model = hf_loading.place_and_quantize(model, options, device, dtype)
+        display = source.replace("\\", "/").rstrip("/").split("/")[-1]
+        return LanguageModel(model, tokenizer, display, device, key)
+
+    lm = MODEL_CACHE.get_or_load(key, load, keep_loaded=options.keep_loaded, offload=_offload)
+    return lm
+
+
+def _offload(lm: LanguageModel) -> None:
+    lm.model.to("cpu")
+
+
+def build_model_input(lm: LanguageModel, instruction: str, text: str) -> str:
+    """The text the model sees: chat template (system = instruction) or a plain completion prompt."""
+    if lm.has_chat_template:
+        messages = [{"role": "system", "content": instruction}, {"role": "user", "content": text}]
+        try:
+            return lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception:  # noqa: BLE001 - some templates refuse a system role
+            merged = [{"role": "user", "content": f"{instruction}\n\n{text}"}]
+            return lm.tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
+    return f"{instruction}\n\nInput: {text}\nOutput:"
+
+
+def generate_text(
+    lm: LanguageModel,
+    instruction: str,
+    text: str,
+    *,
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    seed: int = 0,
+    top_p: float = 0.95,
+) -> str:
+    """Generate from ``instruction`` + ``text``; the cleaned new text (greedy when temperature is 0).
+
+    Raises host.Interrupted when the user cancels; the model stays usable for the next call.
+    """
+    import torch
+
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}: use 0 for greedy decoding")
+    host.check_interrupt()
+    lm._ensure_device()
+    prompt = build_model_input(lm, instruction, text)
+    tok = lm.tokenizer
+    inputs = tok(prompt, return_tensors="pt", add_special_tokens=not lm.has_chat_template)
+    inputs = {k: v.to(lm.device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
+    limit = getattr(lm.model.config, "max_position_embeddings", None) or getattr(lm.model.config, "n_positions", None)
+    if limit:
+        keep = max(1, int(limit) - max_new_tokens)
+        if inputs["input_ids"].shape[1] > keep:
+            log.warning("prompt of %d tokens cut to the last %d to fit %s's context", inputs["input_ids"].shape[1], keep, lm.name)
+            inputs = {k: v[:, -keep:] for k, v in inputs.items()}
+    stopping, raise_if_interrupted = make_stopping_criteria(max_new_tokens, host.progress(max_new_tokens, "expand"))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    kwargs = dict(max_new_tokens=max_new_tokens, stopping_criteria=stopping, pad_token_id=pad)
+    if temperature > 0:
+        seed_everything(seed)
+        kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(top_p))
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    with torch.inference_mode():
+        out = lm.model.generate(**inputs, **kwargs)
+    raise_if_interrupted()
+    new = out[0, inputs["input_ids"].shape[1]:]
+    decoded = tok.decode(new, skip_special_tokens=True)
+    return clean_generated_text(decoded, prompt=text)
+
+
+def instruction_for(preset: str, custom_instruction: str = "") -> str:
+    preset = (preset or "").strip().lower()
+    if preset == CUSTOM:
+        if not (custom_instruction or "").strip():
+            raise ValueError("preset is 'custom' but custom_instruction is empty: write an instruction or pick a preset")
+        return custom_instruction.strip()
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {PRESET_NAMES}, got {preset!r}")
+    return PRESETS[preset]
+
+
+def expand_prompt(
+    lm: LanguageModel,
+    text: str,
+    *,
+    preset: str = "sd prompt",
+    custom_instruction: str = "",
+    seed: int = 0,
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    token_budget: int = 77,
+    count_tokens: Callable[[str], int] | None = None,
+) -> str:
+    """A richer prompt for ``text``, cleaned and cut at a comma/word boundary to fit ``token_budget``.
+
+    When the model writes nothing usable the input text is returned (also fitted to the budget).
+    """
+    from .prompt_builder import fit_text_to_budget
+
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("text is empty: connect keywords or type the text to expand")
+    instruction = instruction_for(preset, custom_instruction)
+    generated = generate_text(lm, instruction, text, max_new_tokens=max_new_tokens,
+                              temperature=temperature, seed=seed)
+    generated = " ".join(generated.split())
+    if not generated:
+        log.warning("%s wrote nothing usable; returning the input text", lm.name)
+        generated = text
+    return fit_text_to_budget(generated, token_budget, count_tokens)
