@@ -1,0 +1,250 @@
+"""Load diffusers pipelines (folders, single-file checkpoints, repo ids) into a ``PipelineHandle``.
+
+Weights are cached in MODEL_CACHE by (source, dtype, device, config, module-changing speed
+switches); the scheduler and the tiny VAE are NOT part of the key: the handle names the
+scheduler and every run builds a fresh one from the saved config.
+
+Families (``PipelineHandle.family``):
+- ``standard``: 4-channel UNet (SD 1.x/2.x, SDXL, and whatever AutoPipeline maps). txt2img /
+  img2img / inpaint are derived with ``AutoPipelineFor*.from_pipe`` (shared modules);
+  inpaint on a 4-channel UNet is diffusers' latent-blend fallback.
+- ``inpaint``: 9-channel inpaint UNet. Every mode runs through the inpaint pipeline: txt2img
+  with a full mask over a black image at strength 1, img2img with a full mask at the strength.
+- ``instruct``: InstructPix2Pix-type (8-channel UNet, image guidance). img2img/edit only.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .. import hf_loading, host
+from ..model_cache import MODEL_CACHE, CacheKey
+from .schedulers import AS_SAVED, check_scheduler_name
+from .speed import SpeedOptions, apply_speed, check_step_cache
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_EXTS = (".safetensors",) + hf_loading.PICKLE_SUFFIXES
+AUTO_CONFIG = "(auto: HF cache)"
+MODES = ("txt2img", "img2img", "inpaint")
+_SUBFOLDERS = ("unet", "vae", "text_encoder", "text_encoder_2", "transformer")
+
+
+@dataclass(frozen=True, eq=False)
+class PipelineHandle:
+    """What travels on an LLMA_PIPELINE socket."""
+
+    pipe: Any  # the loaded base pipeline (weights owner)
+    name: str
+    source: str
+    device: Any
+    dtype: Any
+    family: str = "standard"  # standard | inpaint | instruct
+    scheduler: str = AS_SAVED
+    tiny_vae: Any = None  # AutoencoderTiny for previews (and decode when tiny_vae_decode)
+    tiny_vae_decode: bool = False
+    speed: SpeedOptions = SpeedOptions()
+    cache_key: Any = None
+
+    @property
+    def tokenizer(self):
+        return getattr(self.pipe, "tokenizer", None)
+
+    def with_scheduler(self, scheduler: str) -> "PipelineHandle":
+        return replace(self, scheduler=check_scheduler_name(scheduler))
+
+    def pipeline(self, mode: str):
+        """The pipeline for ``mode`` (txt2img, img2img, inpaint), sharing the base's modules."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        derived = self.pipe.__dict__.setdefault("_llma_derived", {})
+        if mode in derived:
+            return derived[mode]
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+
+        if self.family in ("inpaint", "instruct"):
+            auto = AutoPipelineForInpainting if self.family == "inpaint" else None
+            pipe = self.pipe if auto is None else auto.from_pipe(self.pipe)
+        else:
+            auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
+                    "inpaint": AutoPipelineForInpainting}[mode]
+            try:
+                pipe = auto.from_pipe(self.pipe)
+            except (ValueError, KeyError, AttributeError) as exc:
+                raise ValueError(f"{self.name} ({type(self.pipe).__name__}) has no {mode} pipeline in diffusers: {exc}") from exc
+        pipe.set_progress_bar_config(disable=True)
+        derived[mode] = pipe
+        return pipe
+
+
+# ---------------------------------------------------------------- helpers
+def _unet_in_channels(pipe) -> int:
+    unet = getattr(pipe, "unet", None)
+    return int(getattr(getattr(unet, "config", None), "in_channels", 4) or 4)
+
+
+def family_of(pipe) -> str:
+    name = type(pipe).__name__
+    if "InstructPix2Pix" in name:
+        return "instruct"
+    if _unet_in_channels(pipe) == 9:
+        return "inpaint"
+    return "standard"
+
+
+def _checkpoint_info(path: Path) -> tuple[bool, bool]:
+    """(is_sdxl, is_inpaint) from the single file's tensor names and shapes (no weights read)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        keys = list(f.keys())
+        sdxl = any(k.startswith("conditioner.embedders.1.") for k in keys)
+        first = "model.diffusion_model.input_blocks.0.0.weight"
+        inpaint = first in keys and f.get_slice(first).get_shape()[1] == 9
+    return sdxl, inpaint
+
+
+def hf_cache_dirs() -> list[Path]:
+    """``hf-cache/hub`` folders next to the checkpoints folders (the models root)."""
+    found = []
+    for folder in host.model_folders("checkpoints"):
+        candidate = folder.parent / "hf-cache" / "hub"
+        if candidate.is_dir() and candidate not in found:
+            found.append(candidate)
+    return found
+
+
+def resolve_pipeline_source(model: str, allow_download: bool) -> tuple[str, str]:
+    """(kind, source): kind is 'folder', 'single_file' or 'repo'."""
+    model = (model or "").strip()
+    if model.lower().endswith(CHECKPOINT_EXTS):
+        path = host.resolve_model("checkpoints", model)
+        hf_loading.check_safe_folder(path)
+        return "single_file", str(path)
+    try:
+        path = host.resolve_model("diffusers", model)
+    except FileNotFoundError:
+        path = None
+    if path is not None:
+        hf_loading.check_safe_folder(path)
+        for sub in _SUBFOLDERS:
+            if (path / sub).is_dir():
+                hf_loading.check_safe_folder(path / sub)
+        return "folder", str(path)
+    return "repo", hf_loading.resolve_source("diffusers", model, allow_download)
+
+
+def _load_single_file(path: str, config: str, dtype, local_only: bool):
+    import diffusers
+
+    sdxl, inpaint = _checkpoint_info(Path(path))
+    cls_name = ("StableDiffusionXL" if sdxl else "StableDiffusion") + ("InpaintPipeline" if inpaint else "Pipeline")
+    cls = getattr(diffusers, cls_name)
+    kwargs: dict = {"torch_dtype": dtype, "local_files_only": local_only}
+    if config and config != AUTO_CONFIG:
+        kwargs["config"] = str(host.resolve_model("diffusers", config))
+    else:
+        caches = hf_cache_dirs()
+        if caches:
+            kwargs["cache_dir"] = str(caches[0])
+    try:
+        return cls.from_single_file(path, **kwargs)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        text = str(exc)
+        if "config" in kwargs or not any(s in text.lower() for s in ("offline", "local", "connect", "snapshot", "find", "cache")):
+            raise ValueError(f"could not load single-file checkpoint {Path(path).name} as {cls_name}: {text}") from exc
+        family = "stable-diffusion-xl-base-1.0" if sdxl else ("stable-diffusion-inpainting" if inpaint else "stable-diffusion-v1-5")
+        raise ValueError(
+            f"single-file checkpoint {Path(path).name} needs its model config, which is not available offline: "
+            f"choose a diffusers folder of the same family ({family}) in 'config' (put one in models/diffusers), "
+            f"or put the Hugging Face cache snapshot of its config repo in models/hf-cache/hub, "
+            f"or switch 'allow download' on"
+        ) from exc
+
+
+def _loader(kind: str, source: str, config: str, options, speed: SpeedOptions, device, dtype):
+    def load():
+        import diffusers
+
+        local_only = not options.allow_download or hf_loading.hub_offline()
+        if kind == "single_file":
+            pipe = _load_single_file(source, config, dtype, local_only)
+        else:
+            try:
+                pipe = diffusers.DiffusionPipeline.from_pretrained(
+                    source, torch_dtype=dtype, local_files_only=local_only, use_safetensors=True
+                )
+            except Exception as exc:  # noqa: BLE001 - translated below
+                raise hf_loading.translate_load_error(exc, source) from exc
+        if family_of(pipe) == "inpaint" and "Inpaint" not in type(pipe).__name__:
+            pipe = diffusers.AutoPipelineForInpainting.from_pipe(pipe)
+        if not speed.cpu_offload or device.type != "cuda" or host.in_comfyui():
+            pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        applied = apply_speed(pipe, speed, device)
+        if applied:
+            log.info("speed switches on %s: %s", Path(source).name, ", ".join(applied))
+        return pipe
+
+    return load
+
+
+def load_tiny_vae(name: str, device, dtype):
+    """AutoencoderTiny (TAESD) from models/vae_approx, cached."""
+
+    path = host.resolve_model("vae_approx", name)
+    hf_loading.check_safe_folder(path)
+    key = CacheKey("tiny_vae", str(path), hf_loading.dtype_name(dtype), str(device))
+
+    def load():
+        from diffusers import AutoencoderTiny
+
+        return AutoencoderTiny.from_pretrained(str(path), torch_dtype=dtype, use_safetensors=True).to(device).eval()
+
+    return MODEL_CACHE.get_or_load(key, load)
+
+
+def load_pipeline(
+    model: str,
+    *,
+    options=None,
+    config: str = "",
+    scheduler: str = AS_SAVED,
+    speed: SpeedOptions | None = None,
+    tiny_vae: str = "",
+    tiny_vae_decode: bool = False,
+) -> PipelineHandle:
+    """Load (or fetch from the cache) a pipeline and wrap it in a handle."""
+    options = options or hf_loading.LoadOptions()
+    speed = speed or SpeedOptions()
+    check_scheduler_name(scheduler)
+    check_step_cache(speed.step_cache_interval)
+    if speed.cpu_offload and host.in_comfyui():
+        log.warning("CPU offload is ignored inside ComfyUI: ComfyUI's model management owns VRAM")
+        speed = replace(speed, cpu_offload=False)
+    kind, source = resolve_pipeline_source(model, options.allow_download)
+    device = hf_loading.resolve_device(options.device)
+    dtype = hf_loading.resolve_dtype(options.dtype, device)
+    cfg = config if kind == "single_file" and config and config != AUTO_CONFIG else ""
+    key = CacheKey("pipeline", source, hf_loading.dtype_name(dtype), str(device), (("config", cfg),) + speed.module_options())
+    pipe = MODEL_CACHE.get_or_load(
+        key, _loader(kind, source, cfg, options, speed, device, dtype), keep_loaded=options.keep_loaded,
+        offload=lambda p: p.to("cpu"),
+    )
+    taesd = load_tiny_vae(tiny_vae, device, dtype) if tiny_vae and tiny_vae != "none" else None
+    if tiny_vae_decode and taesd is None:
+        raise ValueError("'decode with tiny VAE' is on but no tiny VAE is chosen: pick a TAESD folder from models/vae_approx or switch it off")
+    return PipelineHandle(
+        pipe=pipe, name=Path(source).name if kind != "repo" else source, source=source, device=device, dtype=dtype,
+        family=family_of(pipe), scheduler=scheduler, tiny_vae=taesd, tiny_vae_decode=bool(tiny_vae_decode),
+        speed=speed, cache_key=key,
+    )
+
+
+def describe_config_files(path: str) -> dict:
+    """model_index.json of a diffusers folder (for error messages and the loader's info)."""
+    index = Path(path) / "model_index.json"
+    return json.loads(index.read_text(encoding="utf-8")) if index.is_file() else {}

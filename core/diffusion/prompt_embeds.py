@@ -1,0 +1,208 @@
+"""Weighted prompts -> CLIP prompt embeddings (SD 1.x / 2.x text encoders), with an LRU cache.
+
+Syntax (ComfyUI's, plus A1111's square brackets):
+``(term)`` x1.1, ``((term))`` x1.21, ``(term:1.3)`` sets the weight (times any outer weight),
+``[term]`` /1.1, ``\\(`` ``\\)`` ``\\[`` ``\\]`` ``\\\\`` are literal characters.
+
+Encoding: the prompt is tokenized piece by piece, the token sequence is cut into chunks of
+``model_max_length - 2`` tokens (75 for CLIP), each chunk is wrapped in BOS/EOS and padded
+like the pipeline's own tokenizer call, encoded, each token's embedding is scaled by its
+weight and the chunk is rescaled to keep its original mean (the A1111 / compel approach).
+Chunks are concatenated along the sequence, so prompts longer than 77 tokens are not cut off.
+When every weight is 1 the text is tokenized in one go, exactly as ``pipe.encode_prompt``
+does, so the embeddings are identical to diffusers' own.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import weakref
+from collections import OrderedDict
+
+log = logging.getLogger(__name__)
+
+UP = 1.1
+_TOKEN = re.compile(r"\\[()\[\]\\]|\\|\(|\[|:\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\)|\)|\]|[^\\()\[\]:]+|:")
+
+
+def parse_weighted(text: str) -> list[tuple[str, float]]:
+    """``"a (red:1.2) cat"`` -> ``[("a ", 1.0), ("red", 1.2), (" cat", 1.0)]`` (adjacent equal weights merged)."""
+    pieces: list[list] = []  # [text, weight]
+    round_open: list[int] = []
+    square_open: list[int] = []
+
+    def scale(start: int, factor: float) -> None:
+        for piece in pieces[start:]:
+            piece[1] *= factor
+
+    for match in _TOKEN.finditer(text or ""):
+        token, number = match.group(0), match.group(1)
+        if token.startswith("\\") and len(token) == 2:
+            pieces.append([token[1], 1.0])
+        elif token == "(":
+            round_open.append(len(pieces))
+        elif token == "[":
+            square_open.append(len(pieces))
+        elif number is not None and round_open:
+            scale(round_open.pop(), float(number))
+        elif token == ")" and round_open:
+            scale(round_open.pop(), UP)
+        elif token == "]" and square_open:
+            scale(square_open.pop(), 1.0 / UP)
+        elif number is not None:  # "(…:1.2)" closing without an opening: keep the text
+            pieces.append([token, 1.0])
+        else:
+            pieces.append([token, 1.0])
+    for start in round_open:  # unclosed brackets still weight what follows, like ComfyUI/A1111
+        scale(start, UP)
+    for start in square_open:
+        scale(start, 1.0 / UP)
+
+    merged: list[tuple[str, float]] = []
+    for piece_text, weight in pieces:
+        if not piece_text:
+            continue
+        if merged and abs(merged[-1][1] - weight) < 1e-9:
+            merged[-1] = (merged[-1][0] + piece_text, merged[-1][1])
+        else:
+            merged.append((piece_text, weight))
+    return merged
+
+
+def plain_text(text: str) -> str:
+    """The prompt with the weight syntax removed (for pipelines without weighted embeddings)."""
+    return "".join(t for t, _ in parse_weighted(text))
+
+
+def has_weights(text: str) -> bool:
+    return any(abs(w - 1.0) > 1e-9 for _, w in parse_weighted(text))
+
+
+def supports_weighted(pipe) -> bool:
+    """True for pipelines with one CLIP text encoder (SD 1.x / 2.x families)."""
+    return (
+        getattr(pipe, "text_encoder", None) is not None
+        and getattr(pipe, "tokenizer", None) is not None
+        and getattr(pipe, "text_encoder_2", None) is None
+        and hasattr(pipe, "encode_prompt")
+        and hasattr(pipe.text_encoder, "config")
+    )
+
+
+def _token_weights(tokenizer, text: str) -> tuple[list[int], list[float]]:
+    pieces = parse_weighted(text)
+    if all(abs(w - 1.0) < 1e-9 for _, w in pieces):
+        ids = tokenizer("".join(t for t, _ in pieces), add_special_tokens=False).input_ids
+        return list(ids), [1.0] * len(ids)
+    ids: list[int] = []
+    weights: list[float] = []
+    for piece, weight in pieces:
+        piece_ids = tokenizer(piece, add_special_tokens=False).input_ids
+        ids.extend(piece_ids)
+        weights.extend([weight] * len(piece_ids))
+    return ids, weights
+
+
+def _chunks(tokenizer, ids, weights, n_chunks: int | None = None):
+    size = tokenizer.model_max_length - 2
+    chunks = [(ids[i : i + size], weights[i : i + size]) for i in range(0, len(ids), size)] or [([], [])]
+    if n_chunks is not None:
+        chunks += [([], [])] * (n_chunks - len(chunks))
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    out = []
+    for chunk_ids, chunk_w in chunks:
+        full = [bos, *chunk_ids, eos]
+        full_w = [1.0, *chunk_w, 1.0]
+        fill = tokenizer.model_max_length - len(full)
+        mask = [1] * len(full) + [0] * fill
+        out.append((full + [pad] * fill, full_w + [1.0] * fill, mask))
+    return out
+
+
+def _encode_chunks(pipe, chunks, device, clip_skip):
+    import torch
+
+    encoder = pipe.text_encoder
+    use_mask = bool(getattr(encoder.config, "use_attention_mask", False))
+    embeds = []
+    for ids, weights, mask in chunks:
+        ids_t = torch.tensor([ids], dtype=torch.long, device=device)
+        mask_t = torch.tensor([mask], dtype=torch.long, device=device) if use_mask else None
+        if clip_skip:
+            hidden = encoder(ids_t, attention_mask=mask_t, output_hidden_states=True)[-1][-(clip_skip + 1)]
+            # transformers >= 5.6 flattens CLIPTextModel (no .text_model); diffusers' own
+            # clip_skip path still looks for text_model and fails there.
+            z = getattr(encoder, "text_model", encoder).final_layer_norm(hidden)
+        else:
+            z = encoder(ids_t, attention_mask=mask_t)[0]
+        if any(abs(w - 1.0) > 1e-9 for w in weights):
+            w = torch.tensor(weights, dtype=z.dtype, device=z.device).view(1, -1, 1)
+            original_mean = z.float().mean()
+            z = z * w
+            z = z * (original_mean / z.float().mean()).to(z.dtype)
+        embeds.append(z)
+    dtype = encoder.dtype if encoder is not None else embeds[0].dtype
+    return torch.cat(embeds, dim=1).to(dtype=dtype, device=device)
+
+
+def encode_weighted(pipe, prompt: str, negative: str = "", clip_skip: int = 0, device=None):
+    """``(prompt_embeds, negative_prompt_embeds)`` ``[1, 77*k, D]`` honouring weights (not cached)."""
+    import torch
+
+    device = device if device is not None else pipe._execution_device
+    tokenizer = pipe.tokenizer
+    pos_ids, pos_w = _token_weights(tokenizer, prompt)
+    neg_ids, neg_w = _token_weights(tokenizer, negative or "")
+    size = tokenizer.model_max_length - 2
+    n = max(1, -(-len(pos_ids) // size), -(-len(neg_ids) // size))
+    with torch.no_grad():
+        pe = _encode_chunks(pipe, _chunks(tokenizer, pos_ids, pos_w, n), device, clip_skip)
+        npe = _encode_chunks(pipe, _chunks(tokenizer, neg_ids, neg_w, n), device, clip_skip)
+    return pe, npe
+
+
+class EmbeddingCache:
+    """LRU of prompt embeddings keyed by (text encoder identity, prompt, negative, clip skip, device)."""
+
+    def __init__(self, size: int = 64):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, pipe, prompt: str, negative: str = "", clip_skip: int = 0, device=None):
+        encoder = pipe.text_encoder
+        device = device if device is not None else pipe._execution_device
+        key = (id(encoder), id(pipe.tokenizer), prompt, negative or "", int(clip_skip or 0), str(device), str(encoder.dtype))
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None and item[0]() is encoder:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return item[1], item[2]
+        pe, npe = encode_weighted(pipe, prompt, negative, clip_skip, device)
+        with self._lock:
+            self.misses += 1
+            self._items[key] = (weakref.ref(encoder), pe, npe)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return pe, npe
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+EMBEDDING_CACHE = EmbeddingCache()
+
+
+def count_tokens(tokenizer, text: str) -> int:
+    """Tokens the prompt uses without BOS/EOS (weight syntax removed)."""
+    return len(_token_weights(tokenizer, text)[0])
