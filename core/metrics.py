@@ -57,7 +57,7 @@ def concat_images(items, name: str = "images"):
 
     from .images import check_image
 
-    items = [items] if not isinstance(items, (list, tuple)) else [i for i in items if i is not None]
+    items = [i for i in (items if isinstance(items, (list, tuple)) else [items]) if i is not None]
     if not items:
         raise ValueError(f"{name}: no images arrived: connect an IMAGE output")
     batches = [check_image(i, name) for i in items]
@@ -68,10 +68,12 @@ def concat_images(items, name: str = "images"):
 
 
 def concat_features(items):
-    """One ``[N,D]`` tensor from a Features, a list of Features (or None when nothing arrived)."""
+    """One ``Features`` from a Features, a list of them or raw ``[N,D]`` rows (None when nothing arrived)."""
     import torch
 
-    items = [items] if not isinstance(items, (list, tuple)) else [i for i in items if i is not None]
+    from .sockets import Features
+
+    items = [i for i in (items if isinstance(items, (list, tuple)) else [items]) if i is not None]
     if not items:
         return None
     rows = []
@@ -81,7 +83,8 @@ def concat_features(items):
     dims = {r.shape[1] for r in rows}
     if len(dims) > 1:
         raise ValueError(f"features come from encoders of different widths {sorted(dims)}: use one image encoder")
-    return torch.cat(rows)
+    model = ", ".join(dict.fromkeys(str(getattr(i, "model", "")) for i in items if getattr(i, "model", "")))
+    return Features(torch.cat(rows), model)
 
 
 def region_weights(mask, region: str, height: int, width: int, batch: int):
