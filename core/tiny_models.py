@@ -370,7 +370,18 @@ def build_tiny_models(out_dir: str | Path, *, only: Iterable[str] | None = None)
     and ``hf-cache`` need no other part. Returns ``out_dir`` as a Path.
     """
     wanted = _wanted(only)
-    out = Path(out_dir)
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar per model
+    try:
+        return _build(Path(out_dir), wanted)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _build(out: Path, wanted: set[str]) -> Path:
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     (out / "README.txt").write_text(README, encoding="utf-8")

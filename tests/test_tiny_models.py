@@ -61,7 +61,9 @@ def test_layout(tiny_models):
 
 
 def test_byte_identical_across_processes(tiny_models, tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    # One thread in the child (the parent uses the default): the bytes must not depend on it.
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     code = "import sys; from llm_assist.core.tiny_models import build_tiny_models; build_tiny_models(sys.argv[1])"
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "again")], check=True, env=env, timeout=300)
     first, second = tm.tree_digest(tiny_models), tm.tree_digest(tmp_path / "again")
