@@ -1,4 +1,124 @@
-"""Nodes for this stage (being written)."""
+"""I/O nodes: Load Image Folder, Save Captions."""
+from __future__ import annotations
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+from ._common import category
+
+SORTS = ["name", "natural", "mtime"]  # core.image_folder.SORTS (kept light here)
+MODES = ["skip existing", "overwrite", "append"]  # core.image_folder.MODES
+
+
+def _first(value, default=None):
+    if isinstance(value, list):
+        return value[0] if value else default
+    return value
+
+
+class LLMAssistLoadImageFolder:
+    DESCRIPTION = (
+        "Load every image of a folder, one by one (mixed sizes allowed): downstream nodes run once per image, "
+        "and the paths go to Save Captions. EXIF orientation is applied; transparent, grey and palette images become RGB."
+    )
+    CATEGORY = category("io")
+    FUNCTION = "load"
+    RETURN_TYPES = ("IMAGE", "STRING", "INT")
+    RETURN_NAMES = ("images", "paths", "count")
+    OUTPUT_IS_LIST = (True, True, False)
+    OUTPUT_TOOLTIPS = (
+        "The images, one [1,H,W,3] IMAGE per file (a list).",
+        "The absolute path of each image, in the same order (a list).",
+        "How many images were loaded.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "path": ("STRING", {"default": "", "tooltip": "Folder of images: absolute, or relative to ComfyUI's input folder."}),
+                "pattern": ("STRING", {"default": "*", "tooltip": "Glob pattern for file names, e.g. *.png or cat_*. Only image files are loaded."}),
+                "sort": (SORTS, {"default": "natural", "tooltip": "Order: name (plain text order), natural (img2 before img10), mtime (oldest first)."}),
+                "start": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "tooltip": "Skip this many images first (0-based index of the first image)."}),
+                "limit": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "tooltip": "Load at most this many images; 0 = all."}),
+                "recursive": ("BOOLEAN", {"default": False, "tooltip": "Also look in sub-folders."}),
+            },
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, path, pattern="*", sort="natural", start=0, limit=0, recursive=False):
+        from ..core import image_folder
+
+        try:
+            return image_folder.folder_signature(image_folder.list_images(path, pattern, sort, start, limit, recursive))
+        except ValueError as exc:  # reported properly when the node runs
+            return str(exc)
+
+    def load(self, path, pattern="*", sort="natural", start=0, limit=0, recursive=False):
+        from ..core import host, image_folder
+
+        paths = image_folder.list_images(path, pattern, sort, int(start), int(limit), bool(recursive))
+        bar = host.progress(len(paths), label="load images")
+        images = []
+        for i, p in enumerate(paths):
+            host.check_interrupt()
+            images.append(image_folder.load_image(p))
+            bar.update_absolute(i + 1, len(paths))
+        return (images, [str(p) for p in paths], len(paths))
+
+
+class LLMAssistSaveCaptions:
+    DESCRIPTION = (
+        "Write each caption to <image name>.txt beside its image, or into an output folder. Writes are atomic "
+        "(never a half-written file) and never land outside the chosen folder."
+    )
+    CATEGORY = category("io")
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    INPUT_IS_LIST = True
+    RETURN_TYPES = ("INT", "STRING")
+    RETURN_NAMES = ("written", "summary")
+    OUTPUT_TOOLTIPS = ("How many caption files were written (skipped ones not counted).", "A one-line summary.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "captions": ("STRING", {"forceInput": True, "tooltip": "Captions (a list), e.g. from Caption Image."}),
+                "image_paths": ("STRING", {"forceInput": True, "tooltip": "The image path of each caption (the paths output of Load Image Folder), same order and count."}),
+                "mode": (MODES, {"default": "skip existing", "tooltip": "skip existing: keep files already there (resume a run). overwrite: replace them. append: add the caption on a new line."}),
+                "output_folder": ("STRING", {"default": "", "tooltip": "Empty: beside each image. Otherwise this folder (relative = inside ComfyUI's output folder)."}),
+                "prefix": ("STRING", {"default": "", "tooltip": "Text put before every caption, verbatim (e.g. a trigger word and ', ')."}),
+                "suffix": ("STRING", {"default": "", "tooltip": "Text put after every caption, verbatim."}),
+            },
+        }
+
+    def save(self, captions, image_paths, mode="skip existing", output_folder="", prefix="", suffix=""):
+        from ..core import host, image_folder
+
+        captions = captions if isinstance(captions, list) else [captions]
+        paths = image_paths if isinstance(image_paths, list) else [image_paths]
+        if len(captions) != len(paths):
+            raise ValueError(
+                f"captions has {len(captions)} items but image_paths has {len(paths)}: connect the paths output of the "
+                "Load Image Folder that fed the captioned images"
+            )
+        mode, folder = _first(mode, "skip existing"), _first(output_folder, "") or ""
+        prefix, suffix = _first(prefix, "") or "", _first(suffix, "") or ""
+        for path in paths:  # refuse a bad target before writing anything
+            image_folder.caption_path(path, folder)
+        results = []
+        for caption, path in zip(captions, paths):
+            host.check_interrupt()
+            results.append(image_folder.write_caption(path, str(caption), output_dir=folder, mode=mode,
+                                                      prefix=prefix, suffix=suffix))
+        written = sum(1 for r in results if r.status != "skipped")
+        summary = image_folder.summarize(results)
+        return {"ui": {"text": [summary]}, "result": (written, summary)}
+
+
+NODE_CLASS_MAPPINGS = {
+    "LLMAssistLoadImageFolder": LLMAssistLoadImageFolder,
+    "LLMAssistSaveCaptions": LLMAssistSaveCaptions,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "LLMAssistLoadImageFolder": "Load Image Folder",
+    "LLMAssistSaveCaptions": "Save Captions",
+}

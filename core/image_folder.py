@@ -1,0 +1,217 @@
+"""Image folders in, caption files out.
+
+``list_images`` / ``load_image`` read a folder of images (EXIF orientation applied, any mode
+converted to RGB). ``write_caption`` writes ``<image stem>.txt`` beside the image or into an
+output folder, atomically (temp file in the same folder, fsync, ``os.replace``), and refuses
+any target that would land outside that folder (``..``, symlinks pointing out).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import host
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+SORTS = ["name", "natural", "mtime"]
+MODES = ["skip existing", "overwrite", "append"]
+CLI_MODES = {"skip": "skip existing", "overwrite": "overwrite", "append": "append"}
+TEMP_SUFFIX = ".tmp-llma"
+
+
+# ------------------------------------------------------------------------- reading
+def resolve_folder(path: str | os.PathLike) -> Path:
+    """An existing folder: absolute, or relative to the input directory (then the working dir)."""
+    text = str(path or "").strip().strip('"')
+    if not text:
+        raise ValueError("folder path is empty: type the path of a folder of images")
+    candidate = Path(os.path.expanduser(text))
+    tries = [candidate] if candidate.is_absolute() else [host.input_directory() / candidate, Path.cwd() / candidate]
+    for folder in tries:
+        if folder.is_dir():
+            return folder.resolve()
+    if any(t.exists() for t in tries):
+        raise ValueError(f"folder path {text!r} is a file, not a folder: give the folder that holds the images")
+    raise ValueError(f"folder {text!r} does not exist (looked in {', '.join(str(t) for t in tries)}): check the path")
+
+
+def _natural_key(path: Path):
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.as_posix())]
+
+
+def list_images(folder, pattern: str = "*", sort: str = "natural", start: int = 0, limit: int = 0,
+                recursive: bool = False) -> list[Path]:
+    """Image files in ``folder`` matching ``pattern``, sorted, from ``start`` (0-based), at most
+    ``limit`` (0 = all). Raises a clear error when there are none."""
+    root = resolve_folder(folder)
+    if sort not in SORTS:
+        raise ValueError(f"sort must be one of {SORTS}, got {sort!r}")
+    if start < 0 or limit < 0:
+        raise ValueError(f"start and limit must be >= 0, got start={start}, limit={limit}")
+    pattern = (pattern or "*").strip() or "*"
+    found = root.rglob(pattern) if recursive else root.glob(pattern)
+    files = [p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
+    if sort == "name":
+        files.sort(key=lambda p: p.as_posix())
+    elif sort == "natural":
+        files.sort(key=_natural_key)
+    else:
+        files.sort(key=lambda p: (p.stat().st_mtime, p.as_posix()))
+    if not files:
+        raise ValueError(
+            f"no images matching {pattern!r} in {root}{' (recursive)' if recursive else ''}: "
+            f"check the glob pattern; image types read: {', '.join(IMAGE_EXTS)}"
+        )
+    selected = files[start:start + limit] if limit else files[start:]
+    if not selected:
+        raise ValueError(f"start={start} is past the last image ({len(files)} found in {root}): lower start")
+    return selected
+
+
+def load_pil(path):
+    """An RGB PIL image with its EXIF orientation applied (RGBA, LA, L, P, CMYK, I;16 converted)."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode == "P" and "transparency" in im.info:
+                im = im.convert("RGBA")
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                im = im.point(lambda v: v * (1 / 256)).convert("L")
+            return im.convert("RGB")
+    except (OSError, SyntaxError) as exc:
+        raise ValueError(f"could not read image {path}: {exc}; remove or re-save the file") from exc
+
+
+def load_image(path):
+    """IMAGE tensor [1,H,W,3] float32 in 0..1."""
+    from .images import from_pil
+
+    return from_pil(load_pil(path))
+
+
+def folder_signature(paths: list[Path]) -> str:
+    """Changes when a listed file is added, removed or modified (for IS_CHANGED)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for p in paths:
+        st = p.stat()
+        digest.update(f"{p}|{st.st_mtime_ns}|{st.st_size}\n".encode())
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------- writing
+@dataclass(frozen=True)
+class WriteResult:
+    path: Path
+    status: str  # "written", "overwritten", "appended" or "skipped"
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def output_root(output_dir: str | os.PathLike | None, image_path: str | os.PathLike) -> Path:
+    """The folder a caption goes into: ``output_dir`` (relative = under the output directory)
+    or, when empty, the image's own folder."""
+    text = str(output_dir or "").strip()
+    if not text:
+        return Path(image_path).resolve().parent
+    folder = Path(os.path.expanduser(text))
+    if not folder.is_absolute():
+        base = host.output_directory().resolve()
+        folder = (base / folder).resolve()
+        if not _inside(folder, base):
+            raise ValueError(
+                f"output folder {text!r} points outside the output directory {base}: use a folder inside it "
+                "or an absolute path"
+            )
+    return folder.resolve()
+
+
+def caption_path(image_path: str | os.PathLike, output_dir: str | os.PathLike | None = None) -> Path:
+    """``<output folder or image folder>/<image stem>.txt``; refuses targets outside that folder."""
+    image_path = Path(str(image_path).strip())
+    if not str(image_path) or not image_path.name:
+        raise ValueError(f"image path {str(image_path)!r} is empty: connect the paths output of Load Image Folder")
+    root = output_root(output_dir, image_path)
+    target = root / f"{image_path.stem}.txt"
+    if image_path.stem in ("", ".", "..") or not _inside(target.resolve(), root) or target.resolve().parent != root:
+        raise ValueError(
+            f"caption file for {image_path} would be written to {target.resolve()}, outside {root} "
+            "(a symlink or odd file name): remove the link or rename the image"
+        )
+    return target
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    """Write ``text`` to ``target`` via a temp file in the same folder, fsync and os.replace."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable (POSIX; not possible on Windows)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def normalize_mode(mode: str) -> str:
+    mode = CLI_MODES.get(mode, mode)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES} (CLI: {list(CLI_MODES)}), got {mode!r}")
+    return mode
+
+
+def write_caption(image_path, caption: str, *, output_dir=None, mode: str = "skip existing",
+                  prefix: str = "", suffix: str = "") -> WriteResult:
+    """Write one caption file. ``mode``: skip existing / overwrite / append (new line after the
+    existing text). ``prefix`` and ``suffix`` are added verbatim around the caption."""
+    mode = normalize_mode(mode)
+    target = caption_path(image_path, output_dir)
+    text = f"{prefix}{caption}{suffix}"
+    exists = target.exists()
+    if exists and mode == "skip existing":
+        return WriteResult(target, "skipped")
+    if exists and mode == "append":
+        old = target.read_text(encoding="utf-8")
+        text = f"{old.rstrip(chr(10))}\n{text}" if old.strip() else text
+        status = "appended"
+    else:
+        status = "overwritten" if exists else "written"
+    atomic_write_text(target, text)
+    return WriteResult(target, status)
+
+
+def summarize(results: list[WriteResult], extra: str = "") -> str:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    parts = [f"{n} {s}" for s, n in sorted(counts.items())] or ["nothing to do"]
+    folders = sorted({str(r.path.parent) for r in results})
+    where = f" in {folders[0]}" if len(folders) == 1 else f" in {len(folders)} folders" if folders else ""
+    return f"captions: {', '.join(parts)}{where}{extra}"
