@@ -1,0 +1,355 @@
+"""Model-free keyword extraction for short image captions.
+
+``extract(caption)`` returns ranked key phrases ``[(phrase, score), ...]``, best first, scores in
+0..1 and non-increasing. It is pure Python (no numpy / torch), deterministic, and fast (tens of
+thousands of captions per second on one core).
+
+How it works, for English: a hand-written lexicon (``lexicon.py``) plus suffix rules tag each
+word (function word, noun, verb, adjective, colour, count, adverb) using its left neighbour for
+the noun/verb ambiguities ("a *run*" / "dogs *run*"); a chunker groups noun phrases; then each
+content word gets a salience prior from its role in the description. The head of the first noun
+phrase is usually the picture's subject ("dog"), the heads of later noun phrases are the scene
+and objects ("snow", "ball"), the first content verb is the main action ("running"), and
+modifiers (colours, sizes, counts) come after. A modifier is merged into its head's phrase
+("black dog") only when it is nearly as salient as the head, so a phrase never spends the first
+places of the ranking on a low-value word; otherwise the modified phrase is listed later, at the
+modifier's own rank. Other languages get a best-effort stopword / position ranking.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from . import lexicon as L
+from .lexicon import STOPWORDS, SUPPORTED_LANGUAGES
+
+__all__ = ["extract", "extract_many", "STOPWORDS", "SUPPORTED_LANGUAGES", "WEIGHTS"]
+
+_TOKEN = re.compile(r"[^\W_]+(?:[-'’][^\W_]+)*|[.,;:!?()\"/]")
+_BOUNDARY = frozenset(".,;:!?()\"/")
+
+# Salience priors by role (general, hand-set; see module docstring).
+WEIGHTS = {
+    "subject": 0.90,      # head of the first noun phrase
+    "head": 0.66,         # head of a later noun phrase (minus decay per phrase)
+    "head_rare": 0.48,    # ... when it is not a common basic-level noun
+    "decay": 0.05,
+    "person_later": 0.60, # a people noun that is not the subject
+    "partitive": 0.30,    # "group" in "a group of people"
+    "clothing": 0.30,     # "shirt", or anything after "wearing"
+    "body": 0.33,
+    "generic": 0.28,      # "person", "child", "ground": hypernyms others name differently
+    "relational": 0.22,   # "front", "side", "top", "background"
+    "noun_mod": 0.50,     # first noun of a compound ("soccer ball")
+    "verb": 0.66,         # first content verb (the main action)
+    "verb_later": 0.55,
+    "verb_weak": 0.32,    # wear / look / watch ...
+    "participle": 0.15,   # "dressed", "covered"
+    "colour": 0.46,
+    "adjective": 0.27,
+    "pred_adjective": 0.30,
+    "count": 0.20,
+    "adverb": 0.15,
+    "merge": 1.0,         # pull a modifier into its head's phrase only when >= merge * head score
+    "attach": 0.0,        # list a modifier as "modifier head" when the head >= attach * its score
+}
+
+
+# --------------------------------------------------------------------------- word table
+def _verb_forms(base: str) -> dict[str, str]:
+    forms = {base: "base"}
+    if base.endswith(("s", "sh", "ch", "x", "z")):
+        forms[base + "es"] = "s"
+    elif base.endswith("y") and base[-2:-1] not in "aeiou":
+        forms[base[:-1] + "ies"] = "s"
+    else:
+        forms[base + "s"] = "s"
+    if base.endswith("ie"):
+        stem = base[:-2] + "y"
+    elif base.endswith("e") and not base.endswith(("ee", "ye", "oe")):
+        stem = base[:-1]
+    else:
+        stem = base
+    forms[stem + "ing"] = "ing"
+    forms[(base[:-1] + "ied") if forms.get(base[:-1] + "ies") else (stem + "ed" if stem != base else base + "d")] = "ed"
+    if re.search(r"[^aeiou][aeiou][bdgklmnprt]$", base):  # run -> running, sit -> sitting
+        forms[base + base[-1] + "ing"] = "ing"
+        forms[base + base[-1] + "ed"] = "ed"
+    return forms
+
+
+def _build_table() -> dict[str, tuple[str, str]]:
+    """word -> (class, lemma). Classes: D det, P prep, C conj, W pronoun, X aux, O other
+    stopword, Q count, K colour, A adjective, R adverb, Vb/Vs/Vg/Vd verb forms, N noun."""
+    table: dict[str, tuple[str, str]] = {}
+    for base in sorted(L.VERB_BASES | L.LIGHT_VERBS):
+        for form, kind in _verb_forms(base).items():
+            table.setdefault(form, ({"base": "Vb", "s": "Vs", "ing": "Vg", "ed": "Vd"}[kind], base))
+    for form, base in L.IRREGULAR_VERBS.items():
+        table[form] = ("Vd" if not form.endswith("ing") else "Vg", base)
+    for w in L.ING_NOUNS:
+        table[w] = ("N", w)
+    for cls, words in (("A", L.ADJECTIVES), ("R", L.ADVERBS), ("K", L.COLOURS), ("Q", L.NUMBERS)):
+        for w in words:
+            table[w] = (cls, w)
+    for cls, words in (("O", STOPWORDS["english"]), ("X", L.AUXILIARIES), ("C", L.CONJUNCTIONS),
+                       ("P", L.PREPOSITIONS), ("W", L.PRONOUNS), ("D", L.DETERMINERS)):
+        for w in words:
+            table[w] = (cls, w)
+    for w in ("one", "two", "three", "several", "many", "few", "couple", "pair"):
+        table[w] = ("Q", w)
+    for w in ("back", "front", "top", "side", "middle", "bottom", "left", "right"):
+        table[w] = ("N", w)  # as heads they are relational nouns; as modifiers fine
+    return table
+
+
+_TABLE = _build_table()
+_FUNCTION = frozenset("DPCWXO")
+_NP_PART = frozenset(("Q", "K", "A", "N", "M"))  # M: participle used as a modifier
+
+
+def _norm(word: str) -> str:
+    """Light singular form used to merge "dogs"/"dog" within one caption."""
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        if word.endswith("ies") and len(word) > 4:
+            return word[:-3] + "y"
+        if word.endswith(("ches", "shes", "xes", "sses")):
+            return word[:-2]
+        return word[:-1]
+    return word
+
+
+def _static(word: str) -> tuple[str, str]:
+    hit = _TABLE.get(word)
+    if hit is not None:
+        return hit
+    if word.isdigit():
+        return ("Q", word)
+    if "-" in word:
+        last = word.rsplit("-", 1)[1]
+        return ("M", word) if last.endswith(("ed", "ing")) else ("N", word)
+    if len(word) > 5 and word.endswith("ing"):
+        return ("Vg", word)
+    if len(word) > 4 and word.endswith("ly"):
+        return ("R", word)
+    if len(word) > 4 and word.endswith("ed"):
+        return ("Vd", word)
+    return ("N", word)
+
+
+def _tag(words: list[str]) -> list[str]:
+    """Resolve noun/verb ambiguity from the left neighbour (and the right one for -ing/-ed)."""
+    statics = [_static(w) for w in words]
+    tags: list[str] = []
+    prev = "^"
+    n = len(words)
+    for i, (cls, _) in enumerate(statics):
+        if cls[0] == "V":
+            nxt = statics[i + 1][0] if i + 1 < n else "$"
+            after_np = prev in ("N", "W", "V", "R")
+            if cls == "Vb":
+                cls = "V" if after_np or words[i - 1:i] == ["to"] else "N"
+            elif cls == "Vs":
+                cls = "V" if prev in ("N", "W", "R") else "N"
+            elif cls == "Vg":
+                if prev in ("D", "Q", "K", "A"):
+                    cls = "M" if nxt in ("N", "Vb", "Vs") else "N"
+                else:
+                    cls = "V"
+            else:  # Vd
+                cls = "M" if prev in ("D", "Q", "K", "A") and nxt in ("N", "Vb", "Vs") else "v"
+        tags.append(cls)
+        prev = cls if cls != "M" else "A"
+    return tags
+
+
+# --------------------------------------------------------------------------- english
+def _english(caption: str, max_words: int, keep_colors: bool, keep_counts: bool) -> list[tuple[str, float]]:
+    W = WEIGHTS
+    words: list[str] = []
+    breaks: set[int] = set()
+    for t in _TOKEN.findall(caption.lower()):
+        if t in _BOUNDARY:
+            breaks.add(len(words))
+            continue
+        if t.endswith(("'s", "’s")) and len(t) > 2:
+            t = t[:-2]
+        words.append(t)
+    if not words:
+        return []
+    tags = _tag(words)
+    n = len(words)
+    scores: dict[str, float] = {}     # normalised word -> best salience
+    surface: dict[str, str] = {}      # normalised word -> first surface form
+    first_pos: dict[str, int] = {}
+    phrases: dict[str, list[str]] = {}  # head key -> modifier keys in order
+    owner: dict[str, str] = {}          # modifier key -> head key
+
+    def note(i: int, value: float) -> str:
+        key = _norm(words[i])
+        if key not in first_pos:
+            first_pos[key] = i
+            surface[key] = words[i]
+        if value > scores.get(key, -1.0):
+            scores[key] = value
+        return key
+
+    i = np_index = verb_index = 0
+    subject_done = partitive_pending = False
+    wear_context = False
+    while i < n:
+        tag = tags[i]
+        if tag in _NP_PART:
+            j = i + 1
+            while j < n and tags[j] in _NP_PART and j not in breaks:
+                j += 1
+            head = j - 1
+            while head >= i and tags[head] != "N":
+                head -= 1
+            if head < i:  # predicate adjectives / colours / counts without a noun
+                for k in range(i, j):
+                    t = tags[k]
+                    if (t == "K" and not keep_colors) or (t == "Q" and not keep_counts):
+                        continue
+                    note(k, W["count"] if t == "Q" else W["colour"] if t == "K" else W["pred_adjective"])
+                i = j
+                continue
+            hw = words[head]
+            decay = W["decay"] * np_index
+            if hw in L.PARTITIVES and j < n and words[j] == "of":
+                value = W["partitive"]
+                partitive_pending = not subject_done
+            elif wear_context or hw in L.CLOTHING:
+                value = W["clothing"]
+            elif hw in L.RELATIONAL_NOUNS:
+                value = W["relational"]
+            elif hw in L.BODY_PARTS:
+                value = W["body"]
+            elif hw in L.GENERIC_NOUNS:
+                value = W["generic"]
+            elif not subject_done or partitive_pending:
+                value = W["subject"]
+            elif hw in L.PEOPLE:
+                value = W["person_later"]
+            else:
+                value = (W["head"] if _norm(hw) in L.BASIC_NOUNS or hw in L.BASIC_NOUNS else W["head_rare"]) - decay
+            if hw not in L.PARTITIVES:
+                subject_done, partitive_pending = True, False
+            head_key = note(head, value)
+            mods = phrases.setdefault(head_key, [])
+            for k in range(i, j):
+                if k == head:
+                    continue
+                t = tags[k]
+                if t == "N":
+                    mv = W["noun_mod"] if k < head else value
+                elif t == "K":
+                    if not keep_colors:
+                        continue
+                    mv = W["colour"]
+                elif t == "Q":
+                    if not keep_counts:
+                        continue
+                    mv = W["count"]
+                else:
+                    mv = W["adjective"]
+                key = note(k, mv)
+                if k < head and key != head_key and key not in mods:
+                    mods.append(key)
+                    owner.setdefault(key, head_key)
+            np_index += 1
+            wear_context = False
+            i = j
+            continue
+        if tag == "V" or tag == "v":
+            lemma = _TABLE.get(words[i], (None, words[i]))[1]
+            wear_context = lemma in ("wear", "dress")
+            if lemma not in L.LIGHT_VERBS:
+                if tag == "v":
+                    value = W["participle"]
+                elif lemma in L.WEAK_VERBS:
+                    value = W["verb_weak"]
+                else:
+                    value = W["verb"] if verb_index == 0 else W["verb_later"]
+                    verb_index += 1
+                note(i, value)
+        elif tag == "R":
+            note(i, W["adverb"])
+        elif tag != "P" and tag != "D":
+            wear_context = False
+        i += 1
+    return _assemble(scores, surface, first_pos, phrases, owner, max_words)
+
+
+def _assemble(scores, surface, first_pos, phrases, owner, max_words) -> list[tuple[str, float]]:
+    """Turn word saliences into ranked phrases (see the module docstring)."""
+    merge = WEIGHTS["merge"]
+    entries: dict[str, float] = {}
+    merged: set[str] = set()
+    for key in sorted(scores, key=lambda k: (-scores[k], first_pos[k])):
+        s = scores[key]
+        if key in merged:
+            continue
+        if max_words == 1:
+            entries.setdefault(surface[key], s)
+            continue
+        mods = phrases.get(key)
+        if mods is not None:
+            keep = [m for m in mods if scores[m] >= merge * s and m not in merged][-(max_words - 1):]
+            merged.update(keep)
+            text = " ".join([surface[m] for m in keep] + [surface[key]])
+        elif key in owner and scores[owner[key]] >= WEIGHTS["attach"] * s:
+            text = f"{surface[key]} {surface[owner[key]]}"
+        else:
+            text = surface[key]
+        entries.setdefault(text, s)
+    return [(t, round(min(1.0, max(0.0, s)), 4)) for t, s in entries.items()]
+
+
+# --------------------------------------------------------------------------- other languages
+def _generic(caption: str, language: str, max_words: int) -> list[tuple[str, float]]:
+    stop = STOPWORDS[language]
+    runs: list[list[str]] = [[]]
+    for t in _TOKEN.findall(caption.lower()):
+        if t in _BOUNDARY or t in stop or t.isdigit():
+            if runs[-1]:
+                runs.append([])
+            continue
+        runs[-1].append(t)
+    out: dict[str, float] = {}
+    pos = 0
+    for run in runs:
+        for start in range(0, len(run), max_words):
+            chunk = run[start:start + max_words]
+            out.setdefault(" ".join(chunk), max(0.05, 1.0 - 0.06 * pos))
+            pos += 1
+    return [(t, round(s, 4)) for t, s in sorted(out.items(), key=lambda kv: -kv[1]) if t]
+
+
+# --------------------------------------------------------------------------- public API
+def extract(caption: str, *, top_k: int = 8, max_words: int = 3, language: str = "english",
+            keep_colors: bool = True, keep_counts: bool = True, min_score: float = 0.0) -> list[tuple[str, float]]:
+    """Ranked key phrases of one caption: ``[(phrase, score 0..1), ...]``, best first.
+
+    ``max_words`` caps the words per phrase (1 = single words); ``keep_colors`` /
+    ``keep_counts`` keep colour and count modifiers; phrases scoring below ``min_score`` are
+    dropped. Any string is accepted: empty or whitespace gives ``[]``.
+    """
+    if language not in STOPWORDS:
+        raise ValueError(f"language must be one of {', '.join(SUPPORTED_LANGUAGES)}, got {language!r}")
+    if not isinstance(caption, str):
+        caption = "" if caption is None else str(caption)
+    top_k = int(top_k)
+    max_words = max(1, int(max_words))
+    if top_k <= 0 or not caption.strip():
+        return []
+    if language == "english":
+        ranked = _english(caption, max_words, keep_colors, keep_counts)
+    else:
+        ranked = _generic(caption, language, max_words)
+    return [(t, s) for t, s in ranked if s >= min_score][:top_k]
+
+
+def extract_many(captions: Iterable[str], **kw) -> list[list[tuple[str, float]]]:
+    """``extract`` for each caption, in order."""
+    return [extract(c, **kw) for c in captions]
