@@ -160,9 +160,9 @@ def test_clip_model_and_classic_tokenizer_files(tiny_models, tmp_path):
     assert model.config.vision_config.hidden_size == 32
     classic = tmp_path / "classic"
     classic.mkdir()
-    for name in ("vocab.json", "merges.txt"):
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):  # no tokenizer.json: the classic files
         (classic / name).write_bytes((folder / name).read_bytes())
-    slow = CLIPTokenizer(vocab=str(classic / "vocab.json"), merges=str(classic / "merges.txt"))
+    slow = CLIPTokenizer.from_pretrained(classic)
     text = "A photo of a Cat, at night!"
     assert slow(text)["input_ids"] == processor.tokenizer(text)["input_ids"]
 
