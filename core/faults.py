@@ -78,3 +78,12 @@ def inject(kind: str, times: int = 1, factory: Callable[[], BaseException] | Non
 def inject_oom(times: int = 1):
     """Simulate ``times`` CUDA out-of-memory errors at the next allocation points."""
     return inject("oom", times)
+
+
+def is_oom(exc: BaseException) -> bool:
+    """True for a (real or simulated) out-of-memory error from torch."""
+    import torch
+
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(exc, oom)) or (
+        isinstance(exc, (RuntimeError, MemoryError)) and ("out of memory" in str(exc).lower() or isinstance(exc, MemoryError)))
