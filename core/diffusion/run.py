@@ -20,7 +20,7 @@ import gc
 import logging
 from dataclasses import dataclass
 
-from .. import host
+from .. import faults, host
 from ..images import check_image, check_mask, from_nchw
 from . import prompt_embeds as pe_mod
 from .schedulers import make_scheduler
@@ -233,6 +233,7 @@ def run(handle, mode: str, req: GenerateRequest, image=None, mask=None):
     host.check_interrupt()
     failed_oom = False
     try:
+        faults.maybe_raise("oom")
         with step_cache(pipe, handle.speed.step_cache_interval):
             latents = pipe(
                 **kwargs, **extra, height=height, width=width, num_inference_steps=int(req.steps),
