@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import hf_loading, host
+from . import faults, hf_loading, host
 from .model_cache import MODEL_CACHE, CacheKey
 from .text_generation import clean_generated_text, make_stopping_criteria, seed_everything
 
@@ -356,8 +356,19 @@ def caption_images(captioner: Captioner, images, settings: CaptionSettings = Cap
         criteria, raise_if_interrupted = make_stopping_criteria(
             settings.max_new_tokens, _BatchProgress(bar, start * settings.max_new_tokens, len(chunk), total))
         seed_everything(settings.seed)
-        with torch.inference_mode():
-            sequences = captioner.model.generate(**inputs, stopping_criteria=criteria, **gen_kwargs)
+        try:
+            faults.maybe_raise("oom")
+            with torch.inference_mode():
+                sequences = captioner.model.generate(**inputs, stopping_criteria=criteria, **gen_kwargs)
+        except Exception as exc:  # noqa: BLE001 - OOM is translated, the rest re-raised
+            if not faults.is_oom(exc):
+                raise
+            inputs = criteria = None
+            host.empty_cache()
+            raise ValueError(
+                f"out of memory captioning {len(chunk)} images at once with {captioner.name}: lower batch_size "
+                f"(now {batch}), max_new_tokens (now {settings.max_new_tokens}) or num_beams (now {settings.num_beams}), "
+                "or load the captioner with dtype fp16/bf16 or quantization") from None
         raise_if_interrupted()
         rows = _strip_prompt(sequences, inputs.get("input_ids"))
         decoder = captioner.tokenizer if captioner.tokenizer is not None else captioner.processor

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import hf_loading, host
+from . import faults, hf_loading, host
 from .model_cache import MODEL_CACHE, CacheKey
 from .text_generation import clean_generated_text, make_stopping_criteria, seed_everything
 
@@ -145,8 +145,17 @@ def generate_text(
         kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(top_p))
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    with torch.inference_mode():
-        out = lm.model.generate(**inputs, **kwargs)
+    try:
+        faults.maybe_raise("oom")
+        with torch.inference_mode():
+            out = lm.model.generate(**inputs, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - OOM is translated, the rest re-raised
+        if not faults.is_oom(exc):
+            raise
+        inputs = stopping = None
+        host.empty_cache()
+        raise ValueError(f"out of memory generating with {lm.name}: lower max_new_tokens (now {max_new_tokens}) or "
+                         "shorten the input text, or load the model with dtype fp16/bf16 or quantization") from None
     raise_if_interrupted()
     new = out[0, inputs["input_ids"].shape[1]:]
     decoded = tok.decode(new, skip_special_tokens=True)
