@@ -67,8 +67,9 @@ def test_byte_identical_across_processes(tiny_models, tmp_path):
     code = "import sys; from llm_assist.core.tiny_models import build_tiny_models; build_tiny_models(sys.argv[1])"
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "again")], check=True, env=env, timeout=300)
     first, second = tm.tree_digest(tiny_models), tm.tree_digest(tmp_path / "again")
-    assert len(first) > 60
-    assert first == second
+    assert len(second) > 60
+    # Compare what the child built (other tests may add files to the shared session folder).
+    assert {k: first.get(k) for k in second} == second
 
 
 def test_only_builds_the_named_parts(tmp_path):
