@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -19,10 +18,6 @@ def command(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ..core.tiny_models import build_tiny_models
 
-    start = time.perf_counter()
-    out = build_tiny_models(Path(args.dir))
-    files = [p for p in Path(out).rglob("*") if p.is_file()]
-    size = sum(p.stat().st_size for p in files) / 1e6
-    log.info("built %d files (%.1f MB) in %.1f s under %s", len(files), size, time.perf_counter() - start, out)
+    out = build_tiny_models(Path(args.dir))  # logs its own summary line
     print(out)
     return 0
