@@ -171,10 +171,11 @@ def _load(source: str, options: hf_loading.LoadOptions, device, dtype, key) -> C
             tokenizer = getattr(processor, "tokenizer", None)
             image_processor = getattr(processor, "image_processor", None)
     except ValueError:
-        raise
+        raise  # already a clear message
     except Exception as exc:  # noqa: BLE001 - re-raised with a clearer message
         raise hf_loading.translate_load_error(exc, source) from exc
-    family = _family(kind if processor is not None or kind == "ved" else "ved", config.get("model_type", ""), processor)
+    # without a real processor (image processor + tokenizer only) a model is captioned like a VED one
+    family = _family("ved" if processor is None else kind, config.get("model_type", ""), processor)
     if family == "chat" and tokenizer is not None:
         tokenizer.padding_side = "left"  # decoder-only batched generation needs left padding
     model = hf_loading.place_and_quantize(model, options, device, dtype)
