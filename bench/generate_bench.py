@@ -1,0 +1,178 @@
+"""Draw-stage benchmark (CPU): ratios measured side by side in one run.
+
+    HF_HUB_OFFLINE=1 python bench/generate_bench.py [--repeats 5] [--mid-steps 6]
+
+1. Generate node / raw diffusers __call__ on the same tiny pipeline (goal <= 1.03).
+2. warm re-run / cold run of load + generate (goal <= 0.05: weights and embeddings cached).
+3. Each speed switch on / off on a mid-size random-weight SD-style UNet at 128 px
+   (the tiny 64 px model is too small to tell), arms interleaved.
+Prints one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+def _pack():
+    try:
+        import llm_assist  # noqa: F401
+
+        return "llm_assist"
+    except ImportError:
+        return None
+
+
+def _time(fn, repeats):
+    fn()  # warm-up
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def bench_overhead(root: Path, repeats: int) -> dict:
+    import torch
+
+    from llm_assist.core.diffusion.loading import load_pipeline
+    from llm_assist.core.diffusion.run import GenerateRequest, run
+
+    handle = load_pipeline("tiny-sd15")
+    req = GenerateRequest(positive="a cat on a table", negative="blurry", seed=1, steps=4, width=64, height=64)
+
+    def ours():
+        run(handle, "txt2img", req)
+
+    def raw():
+        handle.pipe(req.positive, negative_prompt=req.negative, num_inference_steps=4, height=64, width=64,
+                    guidance_scale=7.0, generator=[torch.Generator().manual_seed(1)], output_type="pt")
+
+    a, b = [], []
+    ours(), raw()
+    for _ in range(repeats):  # interleaved
+        t = time.perf_counter(); ours(); a.append(time.perf_counter() - t)
+        t = time.perf_counter(); raw(); b.append(time.perf_counter() - t)
+    return {"node_s": statistics.median(a), "raw_s": statistics.median(b), "node_over_raw": statistics.median(a) / statistics.median(b)}
+
+
+def bench_warm_cold(repeats: int) -> dict:
+    from llm_assist.core.diffusion import prompt_embeds
+    from llm_assist.core.diffusion.loading import load_pipeline
+    from llm_assist.core.diffusion.run import GenerateRequest, run
+    from llm_assist.core.model_cache import MODEL_CACHE
+
+    req = GenerateRequest(positive="a cat on a table", steps=1, width=64, height=64)
+
+    def once():
+        run(load_pipeline("tiny-sd15"), "txt2img", req)
+
+    cold = []
+    for _ in range(max(2, repeats // 2)):
+        MODEL_CACHE.clear(); prompt_embeds.EMBEDDING_CACHE.clear()
+        t = time.perf_counter(); once(); cold.append(time.perf_counter() - t)
+    warm = _time(once, repeats)
+    return {"cold_s": statistics.median(cold), "warm_s": warm, "warm_over_cold": warm / statistics.median(cold)}
+
+
+def _mid_pipeline(tmp: Path):
+    """SD-style pipeline: UNet 64/128/256 channels, 128 px images; reuses the tiny tokenizer/text encoder."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+
+    from llm_assist.core import host
+
+    base = StableDiffusionPipeline.from_pretrained(str(host.resolve_model("diffusers", "tiny-sd15")))
+    import torch
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(64, 128, 256), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=base.text_encoder.config.hidden_size, attention_head_dim=8, norm_num_groups=32,
+    )
+    vae = AutoencoderKL(block_out_channels=(32, 64, 64, 64), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=32)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=unet,
+                                   scheduler=base.scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(tmp / "diffusers" / "mid-sd")
+
+
+def bench_switches(tmp: Path, repeats: int, steps: int) -> dict:
+    from llm_assist.core import host
+    from llm_assist.core.diffusion.loading import load_pipeline
+    from llm_assist.core.diffusion.run import GenerateRequest, run
+    from llm_assist.core.diffusion.speed import SpeedOptions
+
+    for sub in ("diffusers", "checkpoints"):
+        (tmp / sub).mkdir(parents=True, exist_ok=True)
+    _mid_pipeline(tmp)
+    previous = host.set_models_root(tmp)
+    req = GenerateRequest(positive="a cat on a table", steps=steps, width=128, height=128, batch_size=2)
+    arms = {
+        "attention_slicing": SpeedOptions(attention_slicing=True),
+        "vae_slicing": SpeedOptions(vae_slicing=True),
+        "vae_tiling": SpeedOptions(vae_tiling=True),
+        "channels_last": SpeedOptions(channels_last=True),
+    }
+    try:
+        import DeepCache  # noqa: F401
+
+        arms["step_cache_3"] = SpeedOptions(step_cache_interval=3)
+    except ImportError:
+        pass
+    results = {}
+    try:
+        off = load_pipeline("mid-sd")
+        for name, speed in arms.items():
+            try:
+                on = load_pipeline("mid-sd", speed=speed)
+                t_on, t_off = [], []
+                run(on, "txt2img", req); run(off, "txt2img", req)
+                for _ in range(repeats):
+                    t = time.perf_counter(); run(on, "txt2img", req); t_on.append(time.perf_counter() - t)
+                    t = time.perf_counter(); run(off, "txt2img", req); t_off.append(time.perf_counter() - t)
+                results[name] = {"on_s": statistics.median(t_on), "off_s": statistics.median(t_off),
+                                 "on_over_off": statistics.median(t_on) / statistics.median(t_off)}
+            except Exception as exc:  # noqa: BLE001 - one arm failing must not lose the others
+                results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        host.set_models_root(previous)
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--mid-steps", type=int, default=6)
+    args = parser.parse_args(argv)
+    import torch
+
+    from llm_assist.core import host
+    from llm_assist.core.tiny_models import build_tiny_models
+
+    report = {"threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "models"
+        build_tiny_models(root)
+        host.set_models_root(root)
+        report["node_vs_raw"] = bench_overhead(root, args.repeats)
+        report["warm_vs_cold"] = bench_warm_cold(args.repeats)
+        report["speed_switches_cpu"] = bench_switches(root, max(2, args.repeats // 2), args.mid_steps)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
