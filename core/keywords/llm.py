@@ -22,6 +22,7 @@ INSTRUCTION = (
     'e.g. ["black dog", "snow", "running"].'
 )
 MAX_OUTPUT_CHARS = 8000
+MAX_CAPTION_WORDS = 120
 _FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*(.*?)(```|$)", re.DOTALL)
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
 _PHRASE = re.compile(r"^[^\W_](?:[\w'’ \-&]*[^\W_])?$", re.UNICODE)
@@ -138,6 +139,9 @@ def extract_llm(
     from ..language_model import generate_text
 
     instruction = INSTRUCTION.format(top_k=top_k, max_words=max_words)
+    words = caption.split()
+    if len(words) > MAX_CAPTION_WORDS:  # keep the instruction in the model's context
+        caption = " ".join(words[:MAX_CAPTION_WORDS])
     output = generate_text(language_model, instruction, f"Caption: {caption.strip()}",
                            max_new_tokens=max_new_tokens, temperature=0.0, seed=seed)
     phrases = parse_keyword_list(output, max_words=max_words)[:top_k]
