@@ -63,7 +63,8 @@ def format_weighted(text: str, weight: float) -> str:
     term = escape_term(text)
     if abs(weight - 1.0) < 1e-6:
         return term
-    return f"({term}:{weight:.2f})".replace(".00)", ".0)")
+    number = f"{weight:.2f}".rstrip("0")
+    return f"({term}:{number}{'0' if number.endswith('.') else ''})"
 
 
 @dataclass(frozen=True)

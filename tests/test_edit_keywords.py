@@ -83,4 +83,4 @@ def test_edit_weights_reach_build_prompt():
 
     edited, _ = apply_edits(KW, "+fox:1.2, dog:0.5")
     spec = build_prompt(edited, min_weight=1.0, max_weight=1.0, token_budget=0)
-    assert spec.positive_text() == "black cat, (dog:0.50), snow, (fox:1.20)"
+    assert spec.positive_text() == "black cat, (dog:0.5), snow, (fox:1.2)"

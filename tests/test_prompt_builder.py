@@ -84,7 +84,7 @@ def test_weights_in_range_and_rendered():
         if lo == hi == 1.0:
             assert "(" not in spec.positive_text()
     spec = build_prompt(Keywords((Keyword("dog", 1.0), Keyword("snow", 0.0), Keyword("sky", 0.5))), token_budget=0)
-    assert spec.positive_text() == "(dog:1.30), (snow:0.80), (sky:1.05)"
+    assert spec.positive_text() == "(dog:1.3), (snow:0.8), (sky:1.05)"
     assert score_to_weight(0.5, 0.8, 1.3) == 1.05
     with pytest.raises(ValueError, match="swap"):
         build_prompt(_keywords(), min_weight=1.3, max_weight=0.8)
