@@ -128,7 +128,11 @@ pick lift drop fall slide roll bounce splash spray pour wash clean sweep work bu
 cross enter leave exit pass approach follow lead march travel wander explore search dig bite
 chew lick sniff fetch herd graze tug cheer celebrate watch shop sell buy hold display feed
 pet hold block tackle dribble shoot score serve bat pitch bowl swim ski skydive parachute
-sunbathe lay gather stroll jog sprint leap hop skip spin twirl flip crawl creep shovel rake
+sunbathe lay gather stroll jog give help reach use bring bark yell shout
+scream cry pray blow punch toss pedal tow haul drag stretch lounge nap doze bathe
+snorkel smell taste sip bake grill photograph greet applaud
+frown glance peer peek hurl defend descend slip
+skid tumble plunge chat argue exercise dangle attempt prepare sprint leap hop skip spin twirl flip crawl creep shovel rake
 mow plant ride steer hang swing rock balance juggle teach learn listen hear play cross
 wade soak cover fill open close hide stop jog kayak canoe raft tube sled hunt attack
 """)
@@ -187,4 +191,7 @@ stage room kitchen bed couch sofa chair chairs table bench desk floor carpet
 food cake pizza bread fruit apple ice-cream drink cup glass bottle plate bowl
 book paper sign flag picture camera phone computer guitar drum drums piano music
 umbrella hat bag box blanket towel tent pole wheel wheels tire
+playground slope trail court hoop bubble bubbles balloon balloons kite wall graffiti statue
+bull
+hay leaves branch branches log logs wood bush bushes plant plants pumpkin
 """)

@@ -31,6 +31,7 @@ _BOUNDARY = frozenset(".,;:!?()\"/")
 # Salience priors by role (general, hand-set; see module docstring).
 WEIGHTS = {
     "subject": 0.90,      # head of the first noun phrase
+    "subject_rare": 0.50, # ... when it is not a common basic-level noun
     "head": 0.66,         # head of a later noun phrase (minus decay per phrase)
     "head_rare": 0.48,    # ... when it is not a common basic-level noun
     "decay": 0.05,
@@ -43,6 +44,7 @@ WEIGHTS = {
     "noun_mod": 0.50,     # first noun of a compound ("soccer ball")
     "verb": 0.66,         # first content verb (the main action)
     "verb_later": 0.55,
+    "verb_rare": 0.30,    # a verb outside the common-verb list ("waterskiing")
     "verb_weak": 0.32,    # wear / look / watch ...
     "participle": 0.15,   # "dressed", "covered"
     "colour": 0.46,
@@ -137,28 +139,45 @@ def _static(word: str) -> tuple[str, str]:
     return ("N", word)
 
 
+_PLURAL_IRREGULAR = frozenset("people men women children kids police cattle sheep deer fish geese mice they we you".split())
+
+
+def _plural(word: str) -> bool:
+    return word in _PLURAL_IRREGULAR or (word.endswith("s") and not word.endswith(("ss", "us", "is")))
+
+
 def _tag(words: list[str]) -> list[str]:
-    """Resolve noun/verb ambiguity from the left neighbour (and the right one for -ing/-ed)."""
-    statics = [_static(w) for w in words]
+    """Resolve noun/verb ambiguity from the neighbours, with subject-verb agreement:
+    "dogs *play*" / "a *play* area", "a dog *runs*" / "the *runs*", "is *running*" / "a *building*"."""
+    statics = [_static(w)[0] for w in words]
     tags: list[str] = []
     prev = "^"
+    last_content = "^"  # tag before a conjunction, for "runs and *jumps*"
     n = len(words)
-    for i, (cls, _) in enumerate(statics):
+    for i, cls in enumerate(statics):
+        nxt = statics[i + 1] if i + 1 < n else "$"
         if cls[0] == "V":
-            nxt = statics[i + 1][0] if i + 1 < n else "$"
-            after_np = prev in ("N", "W", "V", "R")
+            coordinated = prev == "C" and last_content == "V"
             if cls == "Vb":
-                cls = "V" if after_np or words[i - 1:i] == ["to"] else "N"
+                agree = prev in ("N", "W", "V")
+                cls = "V" if agree or coordinated or prev == "R" or words[i - 1:i] == ["to"] else "N"
             elif cls == "Vs":
-                cls = "V" if prev in ("N", "W", "R") else "N"
+                cls = "V" if prev in ("N", "W", "R") or coordinated else "N"
             elif cls == "Vg":
                 if prev in ("D", "Q", "K", "A"):
                     cls = "M" if nxt in ("N", "Vb", "Vs") else "N"
                 else:
                     cls = "V"
-            else:  # Vd
-                cls = "M" if prev in ("D", "Q", "K", "A") and nxt in ("N", "Vb", "Vs") else "v"
+            elif prev in ("D", "Q", "K", "A") and nxt in ("N", "Vb", "Vs"):
+                cls = "M"  # "a covered bridge"
+            else:  # finite past ("dribbled the ball") or participle ("dressed in")
+                cls = "V" if (prev == "N" or coordinated) and nxt == "D" else "v"
+        elif cls == "N" and prev == "N" and nxt == "D" and len(words[i]) > 3 and _plural(words[i]) \
+                and words[i] not in _TABLE and not _plural(words[i - 1]):
+            cls = "V"  # unknown "-s" word after a singular noun and before "the/a/his": a verb
         tags.append(cls)
+        if cls != "C":
+            last_content = cls
         prev = cls if cls != "M" else "A"
     return tags
 
@@ -227,12 +246,14 @@ def _english(caption: str, max_words: int, keep_colors: bool, keep_counts: bool)
                 value = W["body"]
             elif hw in L.GENERIC_NOUNS:
                 value = W["generic"]
-            elif not subject_done or partitive_pending:
-                value = W["subject"]
-            elif hw in L.PEOPLE:
-                value = W["person_later"]
             else:
-                value = (W["head"] if _norm(hw) in L.BASIC_NOUNS or hw in L.BASIC_NOUNS else W["head_rare"]) - decay
+                basic = hw in L.BASIC_NOUNS or hw in L.PEOPLE or _norm(hw) in L.BASIC_NOUNS
+                if not subject_done or partitive_pending:
+                    value = W["subject"] if basic else W["subject_rare"]
+                elif hw in L.PEOPLE:
+                    value = W["person_later"]
+                else:
+                    value = (W["head"] if basic else W["head_rare"]) - decay
             if hw not in L.PARTITIVES:
                 subject_done, partitive_pending = True, False
             head_key = note(head, value)
@@ -269,6 +290,8 @@ def _english(caption: str, max_words: int, keep_colors: bool, keep_counts: bool)
                     value = W["participle"]
                 elif lemma in L.WEAK_VERBS:
                     value = W["verb_weak"]
+                elif words[i] not in _TABLE:
+                    value = W["verb_rare"]
                 else:
                     value = W["verb"] if verb_index == 0 else W["verb_later"]
                     verb_index += 1

