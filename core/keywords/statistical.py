@@ -98,6 +98,10 @@ def _build_table() -> dict[str, tuple[str, str]]:
                        ("P", L.PREPOSITIONS), ("W", L.PRONOUNS), ("D", L.DETERMINERS)):
         for w in words:
             table[w] = (cls, w)
+    content = L.BASIC_NOUNS | L.CLOTHING | L.BODY_PARTS | L.PEOPLE | L.GENERIC_NOUNS | L.RELATIONAL_NOUNS
+    for lang in sorted(STOPWORDS):  # best effort on mixed / foreign text in english mode
+        for w in sorted(STOPWORDS[lang] - content):
+            table.setdefault(w, ("O", w))
     for w in ("one", "two", "three", "several", "many", "few", "couple", "pair"):
         table[w] = ("Q", w)
     for w in ("back", "front", "top", "side", "middle", "bottom", "left", "right"):
@@ -106,6 +110,7 @@ def _build_table() -> dict[str, tuple[str, str]]:
 
 
 _TABLE = _build_table()
+_KNOWN_NOUNS = frozenset(_TABLE) | L.BASIC_NOUNS | L.CLOTHING | L.BODY_PARTS | L.GENERIC_NOUNS | L.PEOPLE
 _FUNCTION = frozenset("DPCWXO")
 _NP_PART = frozenset(("Q", "K", "A", "N", "M"))  # M: participle used as a modifier
 
@@ -121,10 +126,20 @@ def _norm(word: str) -> str:
     return word
 
 
+_CACHE: dict[str, tuple[str, str]] = {}
+
+
 def _static(word: str) -> tuple[str, str]:
-    hit = _TABLE.get(word)
+    hit = _TABLE.get(word) or _CACHE.get(word)
     if hit is not None:
         return hit
+    if len(_CACHE) > 50_000:  # bounded memo of suffix-rule results for unknown words
+        _CACHE.clear()
+    hit = _CACHE[word] = _guess(word)
+    return hit
+
+
+def _guess(word: str) -> tuple[str, str]:
     if word.isdigit():
         return ("Q", word)
     if "-" in word:
@@ -172,9 +187,9 @@ def _tag(words: list[str]) -> list[str]:
                 cls = "M"  # "a covered bridge"
             else:  # finite past ("dribbled the ball") or participle ("dressed in")
                 cls = "V" if (prev == "N" or coordinated) and nxt == "D" else "v"
-        elif cls == "N" and prev == "N" and nxt == "D" and len(words[i]) > 3 and _plural(words[i]) \
-                and words[i] not in _TABLE and not _plural(words[i - 1]):
-            cls = "V"  # unknown "-s" word after a singular noun and before "the/a/his": a verb
+        elif cls == "N" and prev in ("N", "K") and nxt in ("D", "P") and len(words[i]) > 3 \
+                and _plural(words[i]) and not _plural(words[i - 1]) and words[i] not in _KNOWN_NOUNS:
+            cls = "V"  # unknown "-s" word after a singular noun, before "the/a/on": "a dog pounces on"
         tags.append(cls)
         if cls != "C":
             last_content = cls
@@ -326,7 +341,7 @@ def _assemble(scores, surface, first_pos, phrases, owner, max_words) -> list[tup
         else:
             text = surface[key]
         entries.setdefault(text, s)
-    return [(t, round(min(1.0, max(0.0, s)), 4)) for t, s in entries.items()]
+    return list(entries.items())
 
 
 # --------------------------------------------------------------------------- other languages
@@ -370,7 +385,15 @@ def extract(caption: str, *, top_k: int = 8, max_words: int = 3, language: str =
         ranked = _english(caption, max_words, keep_colors, keep_counts)
     else:
         ranked = _generic(caption, language, max_words)
-    return [(t, s) for t, s in ranked if s >= min_score][:top_k]
+    out = []
+    for text, score in ranked:
+        score = round(min(1.0, max(0.0, score)), 4)
+        if score < min_score:
+            break  # ranked is non-increasing
+        out.append((text, score))
+        if len(out) == top_k:
+            break
+    return out
 
 
 def extract_many(captions: Iterable[str], **kw) -> list[list[tuple[str, float]]]:
