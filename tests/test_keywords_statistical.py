@@ -158,7 +158,9 @@ def test_quality_regression_on_flickr8k_dev():
     preds = [extract(caption) for _, _, caption, _ in data]
     f1 = ks.score(data, preds, 3)["F1"]
     baseline = ks.score(data, ks.baseline(data, "first"), 3)["F1"]
-    assert f1 >= 0.645, f"statistical keywords F1@3 {f1:.4f} fell below the bar (first-words baseline {baseline:.4f})"
+    # the bar is set with the scorer's Porter stemmer (nltk); its crude fallback scores about 0.015 lower
+    bar = 0.65 if ks.STEM("running") == "run" else 0.63
+    assert f1 >= bar, f"statistical keywords F1@3 {f1:.4f} fell below {bar} (first-words baseline {baseline:.4f})"
     assert f1 >= baseline + 0.08
 
 
