@@ -85,41 +85,61 @@ def ensure_example_image(input_dir: Path) -> None:
 
 def command(args) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from ..core import host
     from ..runner import run_workflow
+    from ..runner.tiny_sets import tiny_model_sets
 
     models = Path(args.models or os.environ.get("LLM_ASSIST_MODELS") or "models").resolve()
     workflow = REPO / "example_workflows" / f"{args.workflow}.json"
     if not workflow.is_file():
         names = sorted(p.stem for p in (REPO / "example_workflows").glob("*.json"))
         raise ValueError(f"--workflow {args.workflow!r} not found: use one of {names}")
+    output = Path(args.output).resolve()
+    input_dir = output / "input"
+    ensure_example_image(input_dir)
+    tiny_sets = tiny_model_sets(workflow)
     real = {} if args.tiny else find_real_models(models)
-    wanted = _model_inputs(workflow)
-    missing = [slot for slot in wanted if slot not in real]
+    wanted = {item.split("=", 1)[0]: item.split("=", 1)[1] for item in tiny_sets}
+    loaders = _loader_slots(workflow)
+    sets, missing = [], []
+    for target, tiny_value in wanted.items():
+        slot = loaders.get(target.split(".", 1)[0])
+        if slot is None:  # not a model choice (e.g. a folder path): keep the tiny-run value
+            sets.append(f"{target}={tiny_value}")
+        elif slot in real:
+            sets.append(f"{target}={real[slot]}")
+        else:
+            missing.append(slot)
     models_root = models
+    used = {slot: real[slot] for slot in loaders.values() if slot in real}
     if missing:
         log.warning("=" * 72)
-        log.warning("NO REAL MODELS for %s in %s", ", ".join(missing), models)
+        log.warning("NO REAL MODELS for %s in %s", ", ".join(sorted(set(missing))), models)
         log.warning("USING THE TINY RANDOM-WEIGHT TEST MODELS: the pipeline runs end to end, but")
         log.warning("captions are gibberish and images are noise. Put real models in %s (README 'Models').", models)
         log.warning("=" * 72)
         models_root = ensure_tiny_models()
-        real = {slot: MODEL_SLOTS[slot][2] for slot in wanted}
-    sets = [f"{node_id}.{inp}={real[slot]}" for slot, (node_id, inp) in wanted.items()]
-    output = Path(args.output).resolve()
-    input_dir = output / "input"
-    ensure_example_image(input_dir)
-    result = run_workflow(workflow, sets=sets, models_dir=models_root, output_dir=output, input_dir=input_dir)
+        sets = tiny_sets
+        used = {slot: "tiny (random weights)" for slot in loaders.values()}
+    previous = host.set_models_root(models_root)
+    try:
+        result = run_workflow(workflow, sets=sets, output_dir=output, input_dir=input_dir)
+    finally:
+        host.set_models_root(previous)
     report = output / "report.json"
-    report.write_text(json.dumps({"workflow": workflow.name, "models": real, "outputs": result.outputs,
-                                  "files": [str(f) for f in result.files]}, indent=2, default=str), encoding="utf-8")
+    tmp = report.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"workflow": workflow.name, "models": used, "outputs": result.outputs,
+                               "files": [str(f) for f in result.files]}, indent=2, default=str), encoding="utf-8")
+    tmp.replace(report)
     print(f"demo finished in {result.seconds:.1f} s: outputs in {output}")
     for path in result.files:
         print(f"  {path}")
+    print(f"  {report}")
     return 0
 
 
-def _model_inputs(workflow: Path) -> dict[str, tuple[str, str]]:
-    """Which node/input of the workflow chooses each model slot (loader nodes' model combo)."""
+def _loader_slots(workflow: Path) -> dict[str, str]:
+    """node id -> model slot for the workflow's loader nodes."""
     loaders = {
         "LLMAssistLoadCaptioner": "captioner",
         "LLMAssistLoadPipeline": "pipeline",
@@ -127,9 +147,4 @@ def _model_inputs(workflow: Path) -> dict[str, tuple[str, str]]:
         "LLMAssistLoadImageEncoder": "image_encoder",
     }
     data = json.loads(workflow.read_text(encoding="utf-8"))
-    found = {}
-    for node in data.get("nodes", []):
-        slot = loaders.get(node.get("type"))
-        if slot and node.get("mode", 0) == 0:
-            found[slot] = (str(node["id"]), "model")
-    return found
+    return {str(n["id"]): loaders[n["type"]] for n in data.get("nodes", []) if n.get("type") in loaders}
