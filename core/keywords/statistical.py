@@ -10,10 +10,10 @@ the noun/verb ambiguities ("a *run*" / "dogs *run*"); a chunker groups noun phra
 content word gets a salience prior from its role in the description. The head of the first noun
 phrase is usually the picture's subject ("dog"), the heads of later noun phrases are the scene
 and objects ("snow", "ball"), the first content verb is the main action ("running"), and
-modifiers (colours, sizes, counts) come after. A modifier is merged into its head's phrase
-("black dog") only when it is nearly as salient as the head, so a phrase never spends the first
-places of the ranking on a low-value word; otherwise the modified phrase is listed later, at the
-modifier's own rank. Other languages get a best-effort stopword / position ranking.
+modifiers (colours, sizes, counts) come after. A common basic-level word ("dog", "water",
+"run") outranks a rarer one, which other describers are less likely to use. A modifier is
+listed as its phrase ("black dog") at its own rank, so a phrase never spends the first places of
+a ranking on a low-value word. Other languages get a best-effort stopword / position ranking.
 """
 from __future__ import annotations
 
@@ -33,8 +33,7 @@ WEIGHTS = {
     "subject": 0.90,      # head of the first noun phrase
     "subject_rare": 0.50, # ... when it is not a common basic-level noun
     "head": 0.66,         # head of a later noun phrase (minus decay per phrase)
-    "head_rare": 0.48,    # ... when it is not a common basic-level noun
-    "decay": 0.05,
+    "head_rare": 0.48, "decay": 0.05,  # ... when not a common basic-level noun; per phrase
     "person_later": 0.60, # a people noun that is not the subject
     "partitive": 0.30,    # "group" in "a group of people"
     "clothing": 0.30,     # "shirt", or anything after "wearing"
@@ -47,11 +46,7 @@ WEIGHTS = {
     "verb_rare": 0.30,    # a verb outside the common-verb list ("waterskiing")
     "verb_weak": 0.32,    # wear / look / watch ...
     "participle": 0.15,   # "dressed", "covered"
-    "colour": 0.46,
-    "adjective": 0.27,
-    "pred_adjective": 0.30,
-    "count": 0.20,
-    "adverb": 0.15,
+    "colour": 0.46, "adjective": 0.27, "pred_adjective": 0.30, "count": 0.20, "adverb": 0.15,
     "merge": 1.0,         # pull a modifier into its head's phrase only when >= merge * head score
     "attach": 0.0,        # list a modifier as "modifier head" when the head >= attach * its score
 }
