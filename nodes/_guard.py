@@ -1,0 +1,126 @@
+"""Check a node's inputs against its own INPUT_TYPES before the node body runs.
+
+ComfyUI checks widget constants (type, min/max, combo) before it calls a node, but not linked
+values, and scripts or other hosts call nodes directly. ``guard(cls)`` wraps the node's FUNCTION
+so every value is checked the same way: a wrong Python type, a NaN / infinite FLOAT, a number
+outside min..max, a combo value that is not an option, or the wrong pack object on an LLMA_*
+socket becomes a ValueError that names the input, the value and the fix. Values are converted as
+ComfyUI converts them (INT 64.0 -> 64). Imports nothing heavy.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+# custom socket -> class name of the object it carries (checked by name: no heavy import)
+SOCKET_CLASSES = {
+    "LLMA_CAPTIONER": ("Captioner",),
+    "LLMA_LANGUAGE_MODEL": ("LanguageModel",),
+    "LLMA_IMAGE_ENCODER": ("ImageEncoder",),
+    "LLMA_PIPELINE": ("PipelineHandle",),
+    "LLMA_FEATURES": ("Features",),
+    "LLMA_KEYWORDS": ("Keywords",),
+    "LLMA_PROMPT": ("PromptSpec",),
+    "IMAGE": ("Tensor",),
+    "MASK": ("Tensor",),
+}
+
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, list, tuple, dict, set)
+
+
+def _short(value) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"a {type(value).__name__} of shape {tuple(shape)}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _class_names(value) -> set:
+    return {c.__name__ for c in type(value).__mro__}
+
+
+def check_value(name: str, kind, options: dict, value):
+    """The value converted as ComfyUI would, or a ValueError naming ``name``."""
+    if isinstance(kind, (list, tuple)):  # combo
+        if not isinstance(value, str) or (kind and value not in kind):
+            shown = list(kind) if len(kind) <= 12 else f"{list(kind)[:12]} ... ({len(kind)} options)"
+            raise ValueError(f"{name} is {_short(value)}, not one of its options {shown}: pick one of them")
+        return value
+    if kind == "INT":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
+            raise ValueError(f"{name} must be a whole number (INT), got {_short(value)}: give an integer")
+        value = int(value)
+    elif kind == "FLOAT":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number (FLOAT), got {_short(value)}: give a number")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{name} is {value}: give a finite number")
+    elif kind == "BOOLEAN":
+        if isinstance(value, (bool, int)) and value in (0, 1):
+            return bool(value)
+        raise ValueError(f"{name} must be true or false (BOOLEAN), got {_short(value)}")
+    elif kind == "STRING":
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be text (STRING), got {_short(value)}: connect a STRING or type text")
+        return value
+    elif kind in SOCKET_CLASSES:
+        wanted = SOCKET_CLASSES[kind]
+        names = _class_names(value)
+        other = {c for k, cs in SOCKET_CLASSES.items() if k != kind for c in cs} - set(wanted)
+        # duck-typed stand-ins are fine; plain values and the wrong pack object are not
+        if not names & set(wanted) and (isinstance(value, _PLAIN) or names & other or type(value) is object):
+            raise ValueError(f"{name} must be a {kind} (a {wanted[0]}), got {_short(value)}: connect a {kind} output")
+        return value
+    else:
+        return value
+    lo, hi = options.get("min"), options.get("max")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ValueError(f"{name} is {value}, outside its range {lo}..{hi}: use a value from {lo} to {hi}")
+    return value
+
+
+def check_inputs(cls, kwargs: dict) -> dict:
+    """Check and convert every declared input in ``kwargs`` (lists element-wise on INPUT_IS_LIST nodes)."""
+    declared = cls.INPUT_TYPES()
+    is_list = getattr(cls, "INPUT_IS_LIST", False)
+    out = dict(kwargs)
+    for category in ("required", "optional"):
+        for name, entry in (declared.get(category) or {}).items():
+            if name not in kwargs:
+                continue
+            kind = entry[0]
+            options = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
+            value = kwargs[name]
+            if is_list:
+                if not isinstance(value, list):
+                    value = [value]
+                if category == "optional":
+                    out[name] = [v if v is None else check_value(name, kind, options, v) for v in value]
+                else:
+                    if not value:
+                        raise ValueError(f"{name} is an empty list: connect an output that gives at least one value")
+                    out[name] = [check_value(name, kind, options, v) for v in value]
+            elif value is None and category == "optional":
+                continue
+            else:
+                out[name] = check_value(name, kind, options, value)
+    return out
+
+
+def guard(cls):
+    """Wrap ``cls``'s FUNCTION with check_inputs (idempotent); returns ``cls``."""
+    method = getattr(cls, cls.FUNCTION)
+    if getattr(method, "__llma_guarded__", False):
+        return cls
+
+    @functools.wraps(method)
+    def checked(self, *args, **kwargs):
+        return method(self, *args, **check_inputs(type(self), kwargs))
+
+    checked.__llma_guarded__ = True
+    setattr(cls, cls.FUNCTION, checked)
+    return cls
