@@ -160,7 +160,11 @@ def resolve_model(kind: str, name: str) -> Path:
     for root in model_folders(kind):
         candidate = root / rel
         searched.append(str(root))
-        if candidate.exists():
+        try:
+            exists = candidate.exists()
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            raise ValueError(f"model name {str(name)[:60]!r}... is not a usable file name ({exc.strerror}): pick a model from the list") from None
+        if exists:
             real_root = root.resolve()
             real = candidate.resolve()
             if real != real_root and real_root not in real.parents:
