@@ -121,6 +121,12 @@ def dtype_name(dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
+def _has_flash_attn(device) -> bool:
+    import importlib.util
+
+    return getattr(device, "type", "") == "cuda" and importlib.util.find_spec("flash_attn") is not None
+
+
 def from_pretrained_kwargs(options: LoadOptions, dtype, device) -> dict:
     """Keyword arguments for transformers ``from_pretrained`` under the pack's policy."""
     kwargs = {
@@ -130,6 +136,8 @@ def from_pretrained_kwargs(options: LoadOptions, dtype, device) -> dict:
         "use_safetensors": True,
     }
     if options.attention != "auto":
+        if options.attention == "flash_attention_2" and not _has_flash_attn(device):
+            raise ValueError("attention 'flash_attention_2' needs a CUDA device and the flash-attn package: use 'auto' or 'sdpa'")
         kwargs["attn_implementation"] = options.attention
     quant = options.quantization
     if quant.startswith("bnb"):
