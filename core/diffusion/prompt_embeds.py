@@ -131,7 +131,10 @@ def _encode_chunks(pipe, chunks, device, clip_skip):
         ids_t = torch.tensor([ids], dtype=torch.long, device=device)
         mask_t = torch.tensor([mask], dtype=torch.long, device=device) if use_mask else None
         if clip_skip:
-            hidden = encoder(ids_t, attention_mask=mask_t, output_hidden_states=True)[-1][-(clip_skip + 1)]
+            layers = int(getattr(encoder.config, "num_hidden_layers", 0) or 0)
+            if layers and clip_skip >= layers:
+                raise ValueError(f"clip_skip is {clip_skip} but the text encoder has {layers} layers: use 0..{layers - 1}")
+            hidden =  encoder(ids_t, attention_mask=mask_t, output_hidden_states=True)[-1][-(clip_skip + 1)]
             # transformers >= 5.6 flattens CLIPTextModel (no .text_model); diffusers' own
             # clip_skip path still looks for text_model and fails there.
             z = getattr(encoder, "text_model", encoder).final_layer_norm(hidden)
