@@ -121,7 +121,7 @@ class Diversity:
         from ..core.metrics import concat_features, concat_images, diversity
 
         batch = concat_images(images, "images")
-        out = diversity(batch, concat_features(features), float(_first(pixel_bandwidth, 0.1)))
+        out = diversity(batch, concat_features(features), float(0.1 if _first(pixel_bandwidth) is None else _first(pixel_bandwidth)))
         return (out["feature_vendi"], out["mean_cosine_distance"], out["pixel_vendi"], out["mean_pixel_rmse"],
                 out["histogram_entropy_bits"], _json(out))
 
