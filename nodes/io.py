@@ -103,7 +103,10 @@ class LLMAssistSaveCaptions:
         mode, folder = _first(mode, "skip existing"), _first(output_folder, "") or ""
         prefix, suffix = _first(prefix, "") or "", _first(suffix, "") or ""
         for path in paths:  # refuse a bad target before writing anything
-            image_folder.caption_path(path, folder)
+            try:
+                image_folder.caption_path(path, folder)
+            except OSError as exc:
+                raise ValueError(f"image_paths item {str(path)[:60]!r} is not a usable path ({exc.strerror}): connect the paths output of Load Image Folder") from None
         results = []
         for caption, path in zip(captions, paths):
             host.check_interrupt()
