@@ -175,7 +175,7 @@ def _loader(kind: str, source: str, config: str, options, speed: SpeedOptions, d
         else:
             try:
                 pipe = diffusers.DiffusionPipeline.from_pretrained(
-                    source, torch_dtype=dtype, local_files_only=local_only, use_safetensors=True
+                    source, dtype=dtype, local_files_only=local_only, use_safetensors=True
                 )
             except Exception as exc:  # noqa: BLE001 - translated below
                 raise hf_loading.translate_load_error(exc, source) from exc
@@ -202,7 +202,7 @@ def load_tiny_vae(name: str, device, dtype):
     def load():
         from diffusers import AutoencoderTiny
 
-        return AutoencoderTiny.from_pretrained(str(path), torch_dtype=dtype, use_safetensors=True).to(device).eval()
+        return AutoencoderTiny.from_pretrained(str(path), dtype=dtype, use_safetensors=True).to(device).eval()
 
     return MODEL_CACHE.get_or_load(key, load)
 
