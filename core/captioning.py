@@ -152,6 +152,7 @@ def _load(source: str, options: hf_loading.LoadOptions, device, dtype, key) -> C
                               VisionEncoderDecoderModel)
     from transformers.processing_utils import ProcessorMixin
 
+    hf_loading.check_remote_code(source, options.trust_remote_code)
     config = read_model_config(source, options)
     kind = detect_kind(config, source, options.trust_remote_code)
     kwargs = hf_loading.from_pretrained_kwargs(options, dtype, device)

@@ -97,6 +97,28 @@ def check_safe_folder(path: str | Path) -> None:
         )
 
 
+def check_remote_code(source: str, trust_remote_code: bool) -> None:
+    """Refuse a local folder whose configs ask for custom code (auto_map) while trust is off.
+
+    transformers would otherwise quietly load its built-in class instead of the custom one.
+    """
+    import json
+
+    path = Path(source)
+    if trust_remote_code or not path.is_dir():
+        return
+    for name in ("config.json", "tokenizer_config.json", "processor_config.json", "preprocessor_config.json"):
+        file = path / name
+        try:
+            asks = file.is_file() and "auto_map" in json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if asks:
+            raise ValueError(
+                f"model folder {path.name} asks for custom code from the folder ({name} has auto_map) and "
+                "'trust remote code' is off: switch 'trust remote code' on only if you trust this model, or use another model")
+
+
 def resolve_device(preference: str):
     return host.torch_device(preference)
 

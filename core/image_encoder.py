@@ -106,6 +106,7 @@ def load_image_encoder(name: str, options: hf_loading.LoadOptions = hf_loading.L
     def load():
         from transformers import AutoModel, AutoProcessor
 
+        hf_loading.check_remote_code(source, options.trust_remote_code)
         kwargs = hf_loading.from_pretrained_kwargs(options, dtype, device)
         try:
             model = AutoModel.from_pretrained(source, **kwargs)

@@ -66,6 +66,7 @@ def load_language_model(name: str, options: hf_loading.LoadOptions = hf_loading.
     def load():
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        hf_loading.check_remote_code(source, options.trust_remote_code)
         kwargs = hf_loading.from_pretrained_kwargs(options, dtype, device)
         try:
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
