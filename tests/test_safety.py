@@ -1,0 +1,282 @@
+"""Safety (issue 7): no unpickling, no remote code, no network without 'allow download', no path
+escapes, and no eval/exec/runtime installs anywhere in the pack's source."""
+from __future__ import annotations
+
+import ast
+import pickle
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+import llm_assist
+from llm_assist.core import host
+
+NODES = llm_assist.NODE_CLASS_MAPPINGS
+ROOT = Path(llm_assist.__file__).resolve().parent
+# reviewed exceptions: (file, call) -> why it is safe
+ALLOWED = {("cli/__init__.py", "importlib.import_module() of a computed name"):
+           "the module name comes from the fixed _COMMANDS table, never from user text"}
+SKIP_DIRS = {"tests", "bench", "tools", ".venv", "example_workflows", "__pycache__", ".git", ".ci"}
+
+# loader node -> (models kind, tiny model, extra kwargs)
+LOADERS = {
+    "LLMAssistLoadCaptioner": ("LLM", "tiny-blip"),
+    "LLMAssistLoadLanguageModel": ("LLM", "tiny-qwen2-chat"),
+    "LLMAssistLoadImageEncoder": ("clip_vision", "tiny-clip"),
+}
+ALL_LOADERS = [*LOADERS, "LLMAssistLoadPipeline"]
+
+
+def _load(node: str, **kwargs):
+    cls = NODES[node]
+    base = {"device": "cpu", "dtype": "fp32"}
+    if node != "LLMAssistLoadPipeline":
+        base.update(quantization="none", attention="auto", trust_remote_code=False, allow_download=False,
+                    keep_loaded=False)
+    else:
+        base.update(scheduler=cls.INPUT_TYPES()["required"]["scheduler"][1]["default"])
+    base.update(kwargs)
+    return getattr(cls(), cls.FUNCTION)(**base)[0]
+
+
+# ---------------------------------------------------------------- source scan
+def _pack_sources() -> list[Path]:
+    files = []
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT)
+        if rel.parts and (rel.parts[0] in SKIP_DIRS or rel.parts[0].endswith(".egg-info")):
+            continue
+        files.append(path)
+    return files
+
+
+def _dotted(node) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return ""
+
+
+def _offences(tree: ast.AST) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _dotted(node.func)
+        consts = [a.value for a in ast.walk(node) if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        if name in ("eval", "exec", "compile", "builtins.eval", "builtins.exec", "builtins.compile"):
+            found.append((node.lineno, f"{name}()"))
+        elif name in ("os.system", "os.popen", "os.execv", "os.execvp", "os.spawnv", "os.spawnl"):
+            found.append((node.lineno, f"{name}()"))
+        elif name.startswith("subprocess.") and any("pip" in c.split() or c.endswith("pip") for c in consts):
+            found.append((node.lineno, f"{name}() running pip"))
+        elif name.endswith("pip.main") or name.endswith("_internal.main"):
+            found.append((node.lineno, f"{name}() (runtime pip)"))
+        elif name in ("importlib.import_module", "__import__", "import_module") and not (
+                node.args and isinstance(node.args[0], ast.Constant)):
+            found.append((node.lineno, f"{name}() of a computed name"))
+        elif name in ("pickle.load", "pickle.loads", "cPickle.load", "dill.load", "dill.loads", "marshal.loads"):
+            found.append((node.lineno, f"{name}()"))
+        elif name == "torch.load" or name.endswith(".torch.load"):
+            ok = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                     for k in node.keywords)
+            if not ok:
+                found.append((node.lineno, "torch.load() without weights_only=True"))
+    return found
+
+
+def test_scanner_catches_what_it_must():
+    bad = ("eval('1')\nexec('x=1')\nimport os, subprocess, pickle, torch, importlib\nos.system('ls')\n"
+           "subprocess.run(['python', '-m', 'pip', 'install', 'x'])\nimportlib.import_module(name)\n"
+           "pickle.loads(b'')\ntorch.load('f.pt')\ntorch.load('f.pt', weights_only=True)\nre.compile('x')\n")
+    found = [what for _, what in _offences(ast.parse(bad))]
+    assert found == ["eval()", "exec()", "os.system()", "subprocess.run() running pip",
+                     "importlib.import_module() of a computed name", "pickle.loads()",
+                     "torch.load() without weights_only=True"]
+
+
+def test_pack_source_has_no_eval_exec_pip_or_unpickling():
+    files = _pack_sources()
+    assert len(files) > 20, "the scan found too few files: is ROOT right?"
+    offenders = []
+    for path in files:
+        for line, what in _offences(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if (path.relative_to(ROOT).as_posix(), what) not in ALLOWED:
+                offenders.append(f"{path.relative_to(ROOT)}:{line}: {what}")
+    assert not offenders, "forbidden calls (Comfy Registry rules):\n" + "\n".join(offenders)
+
+
+# ---------------------------------------------------------------- models root copies
+@pytest.fixture()
+def root(tiny_models, tmp_path):
+    """A fresh models root (copies are cheap: the tiny models are a few MB)."""
+    new = tmp_path / "models"
+    for kind in ("LLM", "clip_vision", "diffusers", "checkpoints"):
+        (new / kind).mkdir(parents=True)
+    previous = host.set_models_root(new)
+    yield new
+    host.set_models_root(previous)
+
+
+def _copy(tiny_models, kind, name, root, as_name):
+    dst = root / kind / as_name
+    shutil.copytree(tiny_models / kind / name, dst)
+    return dst
+
+
+class _Marker:
+    """Unpickling this creates the marker file (what a malicious pickle would do)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("node", ALL_LOADERS)
+def test_pickle_weights_are_refused_and_never_unpickled(node, tiny_models, root, tmp_path):
+    marker = tmp_path / "unpickled.marker"
+    payload = pickle.dumps(_Marker(marker))
+    if node == "LLMAssistLoadPipeline":
+        (root / "checkpoints" / "evil.ckpt").write_bytes(payload)
+        with pytest.raises(ValueError, match="safetensors"):
+            _load(node, model="evil.ckpt")
+    else:
+        kind, name = LOADERS[node]
+        folder = _copy(tiny_models, kind, name, root, "evil")
+        (folder / "model.safetensors").unlink()
+        (folder / "pytorch_model.bin").write_bytes(payload)
+        with pytest.raises(ValueError, match="safetensors"):
+            _load(node, model="evil")
+    assert not marker.exists(), "a pickle was unpickled"
+
+
+EVIL_CODE = "from pathlib import Path\nPath({marker!r}).write_text('ran')\n"
+
+
+@pytest.mark.parametrize("node", ["LLMAssistLoadCaptioner", "LLMAssistLoadLanguageModel", "LLMAssistLoadImageEncoder"])
+def test_remote_code_is_refused_with_trust_off_and_never_runs(node, tiny_models, root, tmp_path):
+    import json
+
+    marker = tmp_path / "remote_code.marker"
+    kind, name = LOADERS[node]
+    folder = _copy(tiny_models, kind, name, root, "custom-code")
+    (folder / "evil.py").write_text(EVIL_CODE.format(marker=str(marker)))
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel",
+                          "AutoModelForCausalLM": "evil.EvilModel", "AutoModelForImageTextToText": "evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    try:
+        _load(node, model="custom-code")
+    except ValueError as exc:
+        assert "trust" in str(exc).lower() and "remote code" in str(exc).lower().replace("_", " "), str(exc)
+    else:
+        pytest.fail(f"{node} loaded a model folder that asks for custom code with trust_remote_code off")
+    assert not marker.exists(), "code from the model folder ran"
+
+
+@pytest.fixture()
+def no_network(monkeypatch):
+    calls = []
+
+    def refuse(self, *args, **kwargs):
+        calls.append(args)
+        raise AssertionError(f"network connection attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: refuse(None, *a))
+    return calls
+
+
+@pytest.mark.parametrize("node", ALL_LOADERS)
+def test_repo_id_without_allow_download_is_refused_without_network(node, root, no_network, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the switch alone must stop it
+    if node == "LLMAssistLoadPipeline":
+        from llm_assist.core.diffusion.loading import load_pipeline
+        from llm_assist.core.hf_loading import LoadOptions
+
+        with pytest.raises(ValueError, match="allow download"):
+            load_pipeline("some-org/some-model", options=LoadOptions(device="cpu"))
+    else:
+        with pytest.raises(ValueError, match="allow download"):
+            _load(node, model=NODES[node].INPUT_TYPES()["required"]["model"][0][0], repo_id="some-org/some-model")
+    assert no_network == []
+
+
+@pytest.mark.parametrize("node", ALL_LOADERS)
+@pytest.mark.parametrize("bad", ["../escape", "/etc", "a/../../escape", "..\\escape"])
+def test_model_names_cannot_escape_the_models_folder(node, bad, root):
+    from llm_assist.core.hf_loading import LoadOptions
+
+    if node == "LLMAssistLoadPipeline":
+        from llm_assist.core.diffusion.loading import load_pipeline
+
+        with pytest.raises(ValueError, match="outside|not a folder"):
+            load_pipeline(bad, options=LoadOptions(device="cpu"))
+        with pytest.raises(ValueError, match="outside"):
+            load_pipeline(bad + ".safetensors", options=LoadOptions(device="cpu"))
+    else:
+        with pytest.raises(ValueError, match="outside|not a folder"):
+            _load(node, model=NODES[node].INPUT_TYPES()["required"]["model"][0][0], repo_id=bad)
+
+
+@pytest.mark.parametrize("node", ALL_LOADERS)
+def test_a_symlink_out_of_the_models_folder_is_refused(node, tiny_models, root, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if node == "LLMAssistLoadPipeline":
+        shutil.copytree(tiny_models / "diffusers" / "tiny-sd15", outside / "tiny-sd15")
+        (root / "diffusers" / "linked").symlink_to(outside / "tiny-sd15", target_is_directory=True)
+    else:
+        kind, name = LOADERS[node]
+        shutil.copytree(tiny_models / kind / name, outside / name)
+        (root / kind / "linked").symlink_to(outside / name, target_is_directory=True)
+    with pytest.raises(ValueError, match="outside"):
+        _load(node, model="linked")
+
+
+def test_save_captions_cannot_write_outside_its_folder(tmp_path):
+    out = tmp_path / "output"
+    out.mkdir()
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"")
+    previous = host.set_output_directory(out)
+    try:
+        node = NODES["LLMAssistSaveCaptions"]()
+        for folder in ("../escaped", "sub/../../escaped", "../../../../tmp/escaped"):
+            with pytest.raises(ValueError, match="outside"):
+                node.save(["a cat"], [str(images / "a.png")], mode=["overwrite"], output_folder=[folder])
+        link = out / "link"
+        link.symlink_to(tmp_path, target_is_directory=True)
+        with pytest.raises(ValueError, match="outside"):
+            node.save(["a cat"], [str(images / "a.png")], mode=["overwrite"], output_folder=["link/escaped"])
+    finally:
+        host.set_output_directory(previous)
+    written = [p for p in tmp_path.rglob("*.txt")]
+    assert written == [], f"caption files written: {written}"
+
+
+@pytest.mark.parametrize("prefix", ["../escaped", "/tmp/escaped_abs", "a/../../escaped"])
+def test_save_image_cannot_write_outside_the_output_folder(prefix, tmp_path):
+    import torch
+
+    from llm_assist.runner.stand_ins import SaveImage
+
+    out = tmp_path / "output"
+    out.mkdir()
+    previous = host.set_output_directory(out)
+    try:
+        SaveImage().save_images(torch.zeros(1, 8, 8, 3), filename_prefix=prefix)
+    except (ValueError, Exception) as exc:  # noqa: BLE001 - any refusal is fine, a write outside is not
+        assert "output" in str(exc).lower() or "outside" in str(exc).lower(), str(exc)
+    finally:
+        host.set_output_directory(previous)
+    outside = [p for p in tmp_path.rglob("*.png") if out not in p.parents]
+    assert outside == [], f"SaveImage wrote outside the output folder: {outside}"
+    assert not Path("/tmp/escaped_abs_00001_.png").exists()
