@@ -258,19 +258,22 @@ class Graph:
             if node.type not in FRONTEND_NOTES:
                 columns.setdefault(depth[node.id], []).append(node.id)
         x = 0
-        tops = {}
+        spans = []  # (left, right, bottom) of each column
         for col in sorted(columns):
             y = 0
             for node_id in columns[col]:
                 ui_nodes[node_id]["pos"] = [x, y]
                 y += ui_nodes[node_id]["size"][1] + gap_y + 30  # + the title bar
-            tops[col] = y
-            x += max(ui_nodes[i]["size"][0] for i in columns[col]) + gap_x
-        notes = [n for n in self.nodes if n.type in FRONTEND_NOTES]
-        y = max(tops.values(), default=0) + 20
-        for note in notes:  # notes go below the graph, left-aligned
-            ui_nodes[note.id]["pos"] = [0, y]
-            y += ui_nodes[note.id]["size"][1] + gap_y
+            width = max(ui_nodes[i]["size"][0] for i in columns[col])
+            spans.append((x, x + width, y))
+            x += width + gap_x
+        for note in (n for n in self.nodes if n.type in FRONTEND_NOTES):
+            # under the columns where it ends highest: the emptiest corner of the canvas
+            w = ui_nodes[note.id]["size"][0]
+            best = min(((max(b for l, r, b in spans if l < left + w and r > left), left)
+                        for left, _, _ in spans), default=(0, 0))
+            ui_nodes[note.id]["pos"] = [best[1], best[0] + 10]
+            spans.append((best[1], best[1] + w, best[0] + 10 + ui_nodes[note.id]["size"][1] + gap_y + 30))
 
 
 def _input_slots(node: Node) -> list:
