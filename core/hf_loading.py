@@ -77,10 +77,35 @@ def resolve_source(kind: str, name: str, allow_download: bool) -> str:
     return name
 
 
+def check_safetensors_file(file: Path) -> None:
+    """Read a .safetensors header (no tensors): a truncated or damaged file is a ValueError naming it."""
+    import json
+
+    size = file.stat().st_size
+    why = ""
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if length <= 0 or 8 + length > size:
+                why = "its header is cut off or not a safetensors header"
+            else:
+                header = json.loads(handle.read(length))
+                end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+                if 8 + length + end > size:
+                    why = f"it is {size} bytes but its header describes {8 + length + end} (truncated)"
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        why = f"unreadable header: {type(exc).__name__}"
+    if why:
+        raise ValueError(f"weights file {file} is corrupted or truncated ({why}): download or copy it again")
+
+
 def check_safe_folder(path: str | Path) -> None:
     """Refuse model folders that hold only pickle weights (we never unpickle)."""
     path = Path(path)
     if path.is_file():
+        if path.suffix.lower() == ".safetensors":
+            check_safetensors_file(path)
         if path.suffix.lower() in PICKLE_SUFFIXES:
             raise ValueError(
                 f"{path.name} is a pickle file ({path.suffix}); pickles can run code when loaded and "
@@ -88,6 +113,8 @@ def check_safe_folder(path: str | Path) -> None:
             )
         return
     files = [p.name.lower() for p in path.iterdir()] if path.is_dir() else []
+    for name in sorted(p for p in path.iterdir() if p.suffix.lower() == ".safetensors") if files else ():
+        check_safetensors_file(name)
     has_safe = any(f.endswith(".safetensors") for f in files)
     pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
     if pickles and not has_safe:
