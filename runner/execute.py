@@ -228,7 +228,7 @@ def execute_prompt(api_prompt: Mapping, *, node_classes: Mapping | None = None, 
     start = time.perf_counter()
     prompt = copy.deepcopy(dict(api_prompt))
     classes = node_class_mappings(node_classes, {n.get("class_type") for n in prompt.values()
-                                                 if isinstance(n, Mapping)})
+                                                 if isinstance(n, Mapping) and isinstance(n.get("class_type"), str)})
     order = validate_prompt(prompt, classes)
     prompt_id = prompt_id or str(uuid.uuid4())
     previous = host.set_output_directory(output_dir) if output_dir is not None else None
@@ -285,9 +285,9 @@ def run_workflow(path, *, sets=(), node_classes: Mapping | None = None, output_d
 
     workflow = load_workflow(path)
     if workflow.format == "ui":
-        needed = {n.get("type") for n in workflow.data["nodes"]}
+        needed = {n.get("type") for n in workflow.data["nodes"] if isinstance(n, dict) and isinstance(n.get("type"), str)}
     else:
-        needed = {n.get("class_type") for n in workflow.data.values()}
+        needed = {n.get("class_type") for n in workflow.data.values() if isinstance(n.get("class_type"), str)}
     classes = node_class_mappings(node_classes, needed)
     previous = host.set_input_directory(input_dir) if input_dir is not None else None
     try:

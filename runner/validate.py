@@ -93,6 +93,16 @@ def _sort_key(node_id):
 
 
 def validate_prompt(prompt: Mapping, node_classes: Mapping) -> list:
+    """See _validate_prompt; a field of the wrong JSON type is a WorkflowError, not a crash."""
+    from .workflow import malformed  # noqa: PLC0415
+
+    try:
+        return _validate_prompt(prompt, node_classes)
+    except (TypeError, AttributeError, KeyError, IndexError) as exc:
+        raise malformed(exc, "the prompt") from None
+
+
+def _validate_prompt(prompt: Mapping, node_classes: Mapping) -> list:
     """Validate ``prompt`` (values are converted in place, as ComfyUI does).
 
     Returns the execution order of the needed nodes; raises WorkflowError listing every problem.
@@ -180,6 +190,8 @@ def _validate_node(prompt, node_id, node_classes) -> list:
 def _check_value(spec, value, checks: bool):
     """(converted value,) or a message ending in the fix."""
     kind = spec.type_name
+    if kind not in CONVERT and kind not in ("BOOLEAN", "COMBO", "*"):
+        return f"is the constant {_short(value)}, but a {kind} comes from a link: connect a {kind} output"
     if kind in CONVERT:
         try:
             if kind == "INT" and isinstance(value, float) and not value.is_integer():

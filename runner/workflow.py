@@ -270,7 +270,23 @@ def _subgraph_ids(ui: dict) -> set:
     return {s.get("id") for s in ((ui.get("definitions") or {}).get("subgraphs") or [])}
 
 
+def malformed(exc: Exception, what: str) -> "WorkflowError":
+    """A WorkflowError for a structural error found the hard way (a field of the wrong JSON type)."""
+    return WorkflowError(f"{what} is malformed ({type(exc).__name__}: {exc}): a field has the wrong JSON "
+                         "type or is missing; save the workflow again from the editor")
+
+
 def to_api_prompt(workflow, node_classes: Mapping) -> dict:
+    """The API-format prompt of a workflow (see _to_api_prompt); malformed JSON is a WorkflowError."""
+    try:
+        return _to_api_prompt(workflow, node_classes)
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+        if isinstance(exc, WorkflowError):
+            raise
+        raise malformed(exc, "the workflow") from None
+
+
+def _to_api_prompt(workflow, node_classes: Mapping) -> dict:
     """API-format prompt ``{id: {class_type, inputs, _meta}}`` for a UI- or API-format workflow.
 
     ``node_classes`` maps class_type to a node class or to a /object_info entry. Raises
