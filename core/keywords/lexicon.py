@@ -15,6 +15,7 @@ def _words(text: str) -> frozenset[str]:
 # --------------------------------------------------------------------------- stopwords
 STOPWORDS: dict[str, frozenset[str]] = {
     "english": _words("""
+arafed araffe arafe arrafed
 a an the and or but nor yet so if then else than that this these those there here where when while
 whilst whom who whose which what why how whatever whichever of at by for with without within about
 against between among amongst into onto through throughout during before after above below to from
@@ -113,7 +114,9 @@ kind type sort lot lots number variety bunch group groups couple pair set line r
 pieces bit rest center centre corner corners left right inside outside surface air thing things
 something while time day today other others""")
 PARTITIVES = _words("""group groups couple pair bunch lot lots number variety herd flock pack
-crowd team line row set pile stack pair""")
+crowd team line row set pile stack pair
+photo photos picture pictures image images photograph photographs painting paintings drawing
+illustration closeup close-up shot view kind type sort""")  # "a photo of a cat": the subject is "cat"
 PEOPLE = _words("""man men woman women boy boys girl girls child children kid kids person people
 baby babies toddler toddlers guy guys lady ladies gentleman player players""")
 
