@@ -83,6 +83,12 @@ def check_value(name: str, kind, options: dict, value):
     return value
 
 
+def _default(kind, options: dict):
+    """What the UI sends for an optional widget left alone (its default); None for a socket."""
+    widget = isinstance(kind, (list, tuple)) or kind in ("INT", "FLOAT", "BOOLEAN", "STRING")
+    return options.get("default") if widget else None
+
+
 def check_inputs(cls, kwargs: dict) -> dict:
     """Check and convert every declared input in ``kwargs`` (lists element-wise on INPUT_IS_LIST nodes)."""
     declared = cls.INPUT_TYPES()
@@ -99,13 +105,14 @@ def check_inputs(cls, kwargs: dict) -> dict:
                 if not isinstance(value, list):
                     value = [value]
                 if category == "optional":
-                    out[name] = [v if v is None else check_value(name, kind, options, v) for v in value]
+                    out[name] = [_default(kind, options) if v is None else check_value(name, kind, options, v)
+                                 for v in value]
                 else:
                     if not value:
                         raise ValueError(f"{name} is an empty list: connect an output that gives at least one value")
                     out[name] = [check_value(name, kind, options, v) for v in value]
             elif value is None and category == "optional":
-                continue
+                out[name] = _default(kind, options)  # unconnected: the widget's default, None for a socket
             else:
                 out[name] = check_value(name, kind, options, value)
     return out
