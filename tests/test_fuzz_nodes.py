@@ -27,10 +27,11 @@ from fuzz_support import (LOADERS, Fixtures, acceptable_error, bad_values, call_
 import llm_assist
 
 NODES = sorted(llm_assist.NODE_CLASS_MAPPINGS)
-EXAMPLES = 24  # per node; about 25 nodes -> 600 cases
+EXAMPLES = 40  # per node; 22 nodes -> 880 cases
 CASE_SECONDS = 30
 CASES: Counter = Counter()
 KINDS: Counter = Counter()
+OUTCOMES: Counter = Counter()
 DONE: set = set()
 
 
@@ -114,10 +115,12 @@ def test_bad_input_gives_a_clear_error_or_works(node, fx):
             raise
         except BaseException as exc:  # noqa: BLE001 - judged below
             problem = acceptable_error(exc, mutated, specs)
+            OUTCOMES["clear error"] += 1
             if problem:
                 shown = {k: describe(v) for k, v in mutated.items()}
                 raise AssertionError(f"{node} with {shown}: {problem}: {type(exc).__name__}: {str(exc)[:300]}") from exc
         else:
+            OUTCOMES["worked"] += 1
             _check_outputs(cls, result)
         finally:
             signal.alarm(0)
@@ -132,6 +135,7 @@ def test_zz_fuzz_case_count():
     if DONE != set(NODES):
         pytest.skip("run the whole file to count the cases")
     total = sum(CASES.values())
-    print(f"\nnode fuzz: {total} cases over {len(CASES)} nodes; mutated inputs by type: {dict(KINDS)}")
+    print(f"\nnode fuzz: {total} cases over {len(CASES)} nodes; mutated inputs by type: {dict(KINDS)}; "
+          f"outcomes: {dict(OUTCOMES)}")
     assert total >= 500, f"only {total} fuzz cases ran: raise EXAMPLES"
     assert all(CASES[n] >= 1 for n in NODES)
