@@ -81,7 +81,11 @@ def comfyui(tmp_path_factory, tiny_models):
 
 def test_pack_imports_and_every_node_is_listed(comfyui):
     url, log_path = comfyui
-    assert "IMPORT FAILED" not in log_path.read_text()
+    log_lines = log_path.read_text().splitlines()
+    # ComfyUI logs "<seconds> seconds: <path>" per custom node, "(IMPORT FAILED)" when it broke;
+    # its own optional nodes (e.g. audio without torchaudio) may fail: only our line matters.
+    ours = [line for line in log_lines if "custom_nodes/comfyui-llm-assist" in line]
+    assert ours and not any("IMPORT FAILED" in line for line in ours), ours
     info = _get(f"{url}/object_info")
     missing = sorted(set(NODE_CLASS_MAPPINGS) - set(info))
     assert not missing, missing
