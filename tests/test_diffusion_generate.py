@@ -66,6 +66,15 @@ def test_prompt_spec_input_and_weights_change_output(sd):
     heavy = PromptSpec(positive=(WeightedTerm("cat", 1.6), WeightedTerm("table", 1.0)), negative=(WeightedTerm("blurry"),))
     weighted, _ = LLMAssistGenerate().run(sd, 1, 2, 7.0, 64, 64, 1, prompt=heavy)
     assert not torch.equal(plain, weighted)
+    assert torch.isfinite(weighted).all()
+
+
+@pytest.mark.parametrize("positive", ["a photo of (dog:1.3), snow", "(dog:0.5), (cat:1.4), [sky]",
+                                      "a photo of (floating:1.13), (drawing:1.08), (mountain:1.05), highly detailed"])
+def test_weighted_prompts_give_finite_images(sd, positive):
+    # the mean-restoring rescale used to divide by a near-zero mean and turn every pixel to NaN
+    image, _ = LLMAssistGenerate().run(sd, 42, 2, 7.0, 64, 64, 1, positive=positive, negative="blurry")
+    assert torch.isfinite(image).all() and 0 <= float(image.min()) and float(image.max()) <= 1
 
 
 def test_enhance_repair_edit_nodes(sd):

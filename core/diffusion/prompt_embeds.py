@@ -144,7 +144,12 @@ def _encode_chunks(pipe, chunks, device, clip_skip):
             w = torch.tensor(weights, dtype=z.dtype, device=z.device).view(1, -1, 1)
             original_mean = z.float().mean()
             z = z * w
-            z = z * (original_mean / z.float().mean()).to(z.dtype)
+            new_mean = z.float().mean()
+            ratio = original_mean / new_mean if new_mean.abs() > 1e-6 else torch.tensor(float("inf"))
+            # Keep the original mean (as A1111 does) only when that is a mild correction: with a
+            # mean near zero (small or random encoders) the ratio explodes and the UNet gives NaN.
+            if torch.isfinite(ratio) and 0.5 <= float(ratio) <= 2.0:
+                z = z * ratio.to(z.dtype)
         embeds.append(z)
     dtype = encoder.dtype if encoder is not None else embeds[0].dtype
     return torch.cat(embeds, dim=1).to(dtype=dtype, device=device)

@@ -134,6 +134,11 @@ def decode_latents(handle, pipe, latents):
                 image = _vae_decode(vae, latents.float())
             finally:
                 vae.to(original)
+        if not torch.isfinite(image).all():
+            raise ValueError(
+                "the pipeline produced NaN/inf pixels (the latents diverged): lower cfg or the prompt "
+                "weights, or load the pipeline with dtype fp32"
+            )
     return pipe.image_processor.postprocess(image, output_type="pt")
 
 
