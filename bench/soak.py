@@ -61,10 +61,14 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--models", type=Path, help="tiny models folder (default: build one in a temp folder)")
     parser.add_argument("--workflow", type=Path, default=REPO / "example_workflows" / "variation.json")
+    parser.add_argument("--cache-limit-mb", type=float, default=64.0,
+                        help="model cache limit for the soak (the tiny models need about 6 MB)")
     args = parser.parse_args(argv)
 
     from llm_assist.core import host
     from llm_assist.core.model_cache import MODEL_CACHE
+
+    MODEL_CACHE.limit_bytes = int(args.cache_limit_mb * 1e6)
     from llm_assist.core.sample_images import write_example_images
     from llm_assist.runner import run_workflow
     from llm_assist.runner.tiny_sets import tiny_model_sets

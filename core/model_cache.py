@@ -159,4 +159,16 @@ class ModelCache:
             return CacheStats(len(self._entries), self.total_bytes(), self.loads, self.hits, list(self._entries))
 
 
-MODEL_CACHE = ModelCache()
+def _limit_from_env() -> int:
+    """``LLM_ASSIST_CACHE_LIMIT_MB``: cap on the bytes of cached models (0 or unset: no cap)."""
+    import os
+
+    raw = os.environ.get("LLM_ASSIST_CACHE_LIMIT_MB", "").strip()
+    try:
+        return max(0, int(float(raw) * 1e6)) if raw else 0
+    except ValueError:
+        log.warning("LLM_ASSIST_CACHE_LIMIT_MB=%r is not a number: no cache limit", raw)
+        return 0
+
+
+MODEL_CACHE = ModelCache(limit_bytes=_limit_from_env())
