@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import faults, hf_loading, host
-from .model_cache import MODEL_CACHE, CacheKey
+from .model_cache import MODEL_CACHE
 from .text_generation import clean_generated_text, make_stopping_criteria, seed_everything
 
 log = logging.getLogger(__name__)
@@ -197,9 +197,7 @@ def _float_dtype(model):
 
 def load_captioner_from_source(source: str, options: hf_loading.LoadOptions = hf_loading.LoadOptions()) -> Captioner:
     """Load (or take from MODEL_CACHE) the captioner at a resolved folder path or repo id."""
-    device = hf_loading.resolve_device(options.device)
-    dtype = hf_loading.resolve_dtype(options.dtype, device)
-    key = CacheKey("captioner", str(source), hf_loading.dtype_name(dtype), str(device), options.cache_options())
+    device, dtype, key = hf_loading.plan_load("captioner", str(source), options)
     offload = None if options.quantization.startswith("bnb") else _offload
     return MODEL_CACHE.get_or_load(key, lambda: _load(str(source), options, device, dtype, key),
                                    keep_loaded=options.keep_loaded, offload=offload)

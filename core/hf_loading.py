@@ -170,6 +170,15 @@ def dtype_name(dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
+def plan_load(cache_kind: str, source: str, options: LoadOptions):
+    """``(device, dtype, cache key)`` for loading ``source`` under ``options``."""
+    from .model_cache import CacheKey
+
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype, device)
+    return device, dtype, CacheKey(cache_kind, str(source), dtype_name(dtype), str(device), options.cache_options())
+
+
 def _has_flash_attn(device) -> bool:
     import importlib.util
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import hf_loading, host
-from .model_cache import MODEL_CACHE, CacheKey
+from .model_cache import MODEL_CACHE
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,7 @@ class ImageEncoder:
 def load_image_encoder(name: str, options: hf_loading.LoadOptions = hf_loading.LoadOptions()) -> ImageEncoder:
     """Load (or fetch from the cache) a CLIP / SigLIP folder from models/clip_vision."""
     source = hf_loading.resolve_source("clip_vision", name, options.allow_download)
-    device = hf_loading.resolve_device(options.device)
-    dtype = hf_loading.resolve_dtype(options.dtype, device)
-    key = CacheKey("image_encoder", source, hf_loading.dtype_name(dtype), str(device), options.cache_options())
+    device, dtype, key = hf_loading.plan_load("image_encoder", source, options)
 
     def load():
         from transformers import AutoModel, AutoProcessor

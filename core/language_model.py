@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import faults, hf_loading, host
-from .model_cache import MODEL_CACHE, CacheKey
+from .model_cache import MODEL_CACHE
 from .text_generation import clean_generated_text, make_stopping_criteria, seed_everything
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,7 @@ class LanguageModel:
 def load_language_model(name: str, options: hf_loading.LoadOptions = hf_loading.LoadOptions()) -> LanguageModel:
     """Load (or fetch from the cache) a causal LM folder from models/LLM, or an allowed repo id."""
     source = hf_loading.resolve_source("LLM", name, options.allow_download)
-    device = hf_loading.resolve_device(options.device)
-    dtype = hf_loading.resolve_dtype(options.dtype, device)
-    key = CacheKey("language_model", source, hf_loading.dtype_name(dtype), str(device), options.cache_options())
+    device, dtype, key = hf_loading.plan_load("language_model", source, options)
 
     def load():
         from transformers import AutoModelForCausalLM, AutoTokenizer

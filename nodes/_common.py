@@ -53,3 +53,20 @@ def load_options(**kwargs):
     from ..core.hf_loading import LoadOptions
 
     return LoadOptions(**{k: v for k, v in kwargs.items() if k in LoadOptions.__dataclass_fields__})
+
+
+REPO_ID_TOOLTIP = ("Hugging Face repo id (org/name) to use instead of the folder; downloaded only when "
+                   "'allow download' is on.")
+
+
+def hf_loader_inputs(kind: str, model_tooltip: str) -> dict:
+    """INPUT_TYPES of a transformers model loader: the model combo, device widgets, repo id."""
+    return {
+        "required": {"model": (model_choices(kind), {"tooltip": model_tooltip}), **device_inputs()},
+        "optional": {"repo_id": ("STRING", {"default": "", "tooltip": REPO_ID_TOOLTIP})},
+    }
+
+
+def load_hf_model(loader, kind: str, model: str, repo_id: str, widgets: dict):
+    """Call a core loader with the chosen model and the device widgets' LoadOptions."""
+    return loader(pick_model(model, repo_id, kind), load_options(**widgets))

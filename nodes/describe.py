@@ -1,7 +1,7 @@
 """Describe stage: Load Captioner, Caption Image, Load Image Encoder, Encode Image."""
 from __future__ import annotations
 
-from ._common import category, device_inputs, load_options, model_choices, pick_model
+from ._common import category, hf_loader_inputs, load_hf_model
 
 PRESETS = ["short", "detailed", "tags", "custom"]  # core.captioning.PRESETS (kept light here)
 _SEED_MAX = 0xFFFFFFFFFFFFFFFF
@@ -27,24 +27,12 @@ class LLMAssistLoadCaptioner:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (model_choices("LLM"), {"tooltip": "A captioner folder in models/LLM (or an extra path for 'LLM')."}),
-                **device_inputs(),
-            },
-            "optional": {
-                "repo_id": ("STRING", {"default": "", "tooltip": "Hugging Face repo id (org/name) to use instead of the folder; downloaded only when 'allow download' is on."}),
-            },
-        }
+        return hf_loader_inputs("LLM", "A captioner folder in models/LLM (or an extra path for 'LLM').")
 
-    def load(self, model, device="auto", dtype="auto", quantization="none", attention="auto",
-             trust_remote_code=False, allow_download=False, keep_loaded=True, repo_id=""):
+    def load(self, model, repo_id="", **widgets):
         from ..core.captioning import load_captioner
 
-        options = load_options(device=device, dtype=dtype, quantization=quantization, attention=attention,
-                               trust_remote_code=trust_remote_code, allow_download=allow_download,
-                               keep_loaded=keep_loaded)
-        return (load_captioner(pick_model(model, repo_id, "LLM"), options),)
+        return (load_hf_model(load_captioner, "LLM", model, repo_id, widgets),)
 
 
 class LLMAssistCaptionImage:
@@ -111,25 +99,12 @@ class LLMAssistLoadImageEncoder:
 
     @classmethod
     def INPUT_TYPES(cls):
-        widgets = device_inputs()
-        return {
-            "required": {
-                "model": (model_choices("clip_vision"), {"tooltip": "A CLIP or SigLIP folder (with both towers) in models/clip_vision."}),
-                **widgets,
-            },
-            "optional": {
-                "repo_id": ("STRING", {"default": "", "tooltip": "Hugging Face repo id (org/name) to use instead of the folder; downloaded only when 'allow download' is on."}),
-            },
-        }
+        return hf_loader_inputs("clip_vision", "A CLIP or SigLIP folder (with both towers) in models/clip_vision.")
 
-    def load(self, model, device="auto", dtype="auto", quantization="none", attention="auto",
-             trust_remote_code=False, allow_download=False, keep_loaded=True, repo_id=""):
+    def load(self, model, repo_id="", **widgets):
         from ..core.image_encoder import load_image_encoder
 
-        options = load_options(device=device, dtype=dtype, quantization=quantization, attention=attention,
-                               trust_remote_code=trust_remote_code, allow_download=allow_download,
-                               keep_loaded=keep_loaded)
-        return (load_image_encoder(pick_model(model, repo_id, "clip_vision"), options),)
+        return (load_hf_model(load_image_encoder, "clip_vision", model, repo_id, widgets),)
 
 
 class LLMAssistEncodeImage:

@@ -1,7 +1,7 @@
 """Prompt nodes: Build Prompt, Load Language Model, Expand Prompt."""
 from __future__ import annotations
 
-from ._common import category, device_inputs, load_options, model_choices, pick_model
+from ._common import category, hf_loader_inputs, load_hf_model
 
 _NEGATIVE_PRESETS = ["none", "photo defaults", "artwork defaults", "anatomy", "text and watermarks"]
 _EXPAND_PRESETS = ["sd prompt", "cinematic", "concise", "detailed", "custom"]
@@ -79,24 +79,12 @@ class LLMAssistLoadLanguageModel:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (model_choices("LLM"), {"tooltip": "A causal LM folder in models/LLM."}),
-                **device_inputs(),
-            },
-            "optional": {
-                "repo_id": ("STRING", {"default": "", "tooltip": "Hugging Face repo id (org/name) used instead of the folder; needs allow_download unless already in models/LLM."}),
-            },
-        }
+        return hf_loader_inputs("LLM", "A causal LM folder in models/LLM.")
 
-    def load(self, model, device, dtype, quantization, attention, trust_remote_code, allow_download,
-             keep_loaded, repo_id=""):
+    def load(self, model, repo_id="", **widgets):
         from ..core.language_model import load_language_model
 
-        options = load_options(device=device, dtype=dtype, quantization=quantization, attention=attention,
-                               trust_remote_code=trust_remote_code, allow_download=allow_download,
-                               keep_loaded=keep_loaded)
-        return (load_language_model(pick_model(model, repo_id, "LLM"), options),)
+        return (load_hf_model(load_language_model, "LLM", model, repo_id, widgets),)
 
 
 class LLMAssistExpandPrompt:

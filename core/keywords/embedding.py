@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import hf_loading, host
-from ..model_cache import MODEL_CACHE, CacheKey
+from ..model_cache import MODEL_CACHE
 from .candidates import candidate_phrases
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,7 @@ class SentenceEncoder:
 def load_text_encoder(name: str, options: hf_loading.LoadOptions = hf_loading.LoadOptions()) -> SentenceEncoder:
     """Load (or fetch from MODEL_CACHE) a sentence-embedding folder from models/text_encoders."""
     source = hf_loading.resolve_source("text_encoders", name, options.allow_download)
-    device = hf_loading.resolve_device(options.device)
-    dtype = hf_loading.resolve_dtype(options.dtype, device)
-    key = CacheKey("text_encoder", source, hf_loading.dtype_name(dtype), str(device), options.cache_options())
+    device, dtype, key = hf_loading.plan_load("text_encoder", source, options)
 
     def load():
         from transformers import AutoModel, AutoTokenizer
