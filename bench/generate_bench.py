@@ -3,7 +3,10 @@
     HF_HUB_OFFLINE=1 python bench/generate_bench.py [--repeats 5] [--mid-steps 6]
 
 1. Generate node / raw diffusers __call__ on the same tiny pipeline (goal <= 1.03).
-2. warm re-run / cold run of load + generate (goal <= 0.05: weights and embeddings cached).
+2. warm re-run / cold run of load + generate on the tiny pipeline, and of the whole variation
+   workflow (goal <= 0.05): an identical re-run (nothing changed, nothing re-runs: ComfyUI's
+   semantics) and a re-run with a new seed (models, captions and embeddings cached; only the
+   sampling repeats, which is the real work left).
 3. Each speed switch on / off on a mid-size random-weight SD-style UNet at 128 px
    (the tiny 64 px model is too small to tell), arms interleaved.
 Prints one JSON object.
@@ -21,6 +24,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _pack():
@@ -83,6 +89,41 @@ def bench_warm_cold(repeats: int) -> dict:
         t = time.perf_counter(); once(); cold.append(time.perf_counter() - t)
     warm = _time(once, repeats)
     return {"cold_s": statistics.median(cold), "warm_s": warm, "warm_over_cold": warm / statistics.median(cold)}
+
+
+def bench_workflow_warm_cold(tmp: Path, repeats: int) -> dict:
+    """The variation workflow headless: cold (empty caches) vs warm re-runs in the same process.
+
+    ``identical``: the same workflow again (ComfyUI semantics: nothing changed, nothing re-runs).
+    ``new_seed``: Generate's seed changed, so Generate and SaveImage run again while the models,
+    captions, keywords and prompt embeddings come from the caches.
+    """
+    from llm_assist.core.diffusion import prompt_embeds
+    from llm_assist.core.model_cache import MODEL_CACHE
+    from llm_assist.core.sample_images import write_example_images
+    from llm_assist.runner import clear_caches, run_workflow
+    from llm_assist.runner.tiny_sets import tiny_model_sets
+
+    workflow = REPO / "example_workflows" / "variation.json"
+    sets = tiny_model_sets(workflow)
+    generate = next(s.split(".")[0] for s in _generate_nodes(workflow))
+    write_example_images(tmp / "input", size=64)
+    kwargs = {"output_dir": tmp / "out", "input_dir": tmp / "input"}
+    cold, identical, new_seed = [], [], []
+    for i in range(max(2, repeats // 2)):
+        MODEL_CACHE.clear(); prompt_embeds.EMBEDDING_CACHE.clear(); clear_caches()
+        t = time.perf_counter(); run_workflow(workflow, sets=sets, **kwargs); cold.append(time.perf_counter() - t)
+        t = time.perf_counter(); run_workflow(workflow, sets=sets, **kwargs); identical.append(time.perf_counter() - t)
+        seeded = sets + [f"{generate}.seed={1000 + i}"]
+        t = time.perf_counter(); run_workflow(workflow, sets=seeded, **kwargs); new_seed.append(time.perf_counter() - t)
+    c = statistics.median(cold)
+    return {"cold_s": c, "identical_s": statistics.median(identical), "new_seed_s": statistics.median(new_seed),
+            "identical_over_cold": statistics.median(identical) / c, "new_seed_over_cold": statistics.median(new_seed) / c}
+
+
+def _generate_nodes(workflow: Path) -> list[str]:
+    data = json.loads(workflow.read_text(encoding="utf-8"))
+    return [f"{n['id']}.seed" for n in data["nodes"] if n["type"] == "LLMAssistGenerate"]
 
 
 def _mid_pipeline(tmp: Path):
@@ -173,6 +214,8 @@ def main(argv=None) -> int:
         print(json.dumps(report["node_vs_raw"]), file=sys.stderr, flush=True)
         report["warm_vs_cold"] = bench_warm_cold(args.repeats)
         print(json.dumps(report["warm_vs_cold"]), file=sys.stderr, flush=True)
+        report["workflow_warm_vs_cold"] = bench_workflow_warm_cold(Path(tmp), args.repeats)
+        print(json.dumps(report["workflow_warm_vs_cold"]), file=sys.stderr, flush=True)
         if not args.skip_switches:
             report["speed_switches_cpu"] = bench_switches(root, max(2, args.repeats // 2), args.mid_steps)
     print(json.dumps(report, indent=2))
