@@ -210,7 +210,7 @@ def main(argv=None) -> int:
         root = Path(tmp) / "models"
         build_tiny_models(root)
         host.set_models_root(root)
-        report["node_vs_raw"] = bench_overhead(root, args.repeats)
+        report["node_vs_raw"] = bench_overhead(root, 4 * args.repeats)
         print(json.dumps(report["node_vs_raw"]), file=sys.stderr, flush=True)
         report["warm_vs_cold"] = bench_warm_cold(args.repeats)
         print(json.dumps(report["warm_vs_cold"]), file=sys.stderr, flush=True)
