@@ -44,10 +44,10 @@ def _read_captions(stream) -> list[str]:
 
 
 def _statistical(captions: list[str], args) -> list[list[tuple[str, float]]]:
-    from ..core.keywords.statistical import extract
+    from ..core.keywords.statistical import extract_many
 
-    return [extract(c, top_k=args.top_k, max_words=args.max_words, language=args.language,
-                    min_score=args.min_score) for c in captions]
+    return extract_many(captions, top_k=args.top_k, max_words=args.max_words, language=args.language,
+                        min_score=args.min_score)
 
 
 def _embedding(captions: list[str], args) -> list[list[tuple[str, float]]]:
