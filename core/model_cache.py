@@ -65,6 +65,21 @@ def module_bytes(obj) -> int:
     return total
 
 
+def weights_bytes(source: str) -> int:
+    """Bytes of the safetensors weights at ``source`` (a file or a model folder); 0 if unknown."""
+    from pathlib import Path
+
+    path = Path(source)
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*.safetensors"))
+    except OSError:
+        pass
+    return 0
+
+
 class ModelCache:
     """LRU cache of loaded models with a byte limit (0 = unlimited)."""
 
@@ -93,11 +108,14 @@ class ModelCache:
                 entry.keep_loaded = entry.keep_loaded or keep_loaded
                 self._entries.move_to_end(key)
                 return entry.value
-            if key.device not in ("cpu", "") and size_hint:
+            if key.device not in ("cpu", ""):
+                # a captioner or LLM leaves the accelerator before the next model needs it
                 self.offload_others(key)
-                import torch
+                size_hint = size_hint or weights_bytes(key.source)
+                if size_hint:
+                    import torch
 
-                host.free_memory(size_hint, torch.device(key.device))
+                    host.free_memory(size_hint, torch.device(key.device))
             log.info("loading %s %s (%s, %s)", key.kind, key.source, key.dtype, key.device)
             value = loader()
             self.loads += 1

@@ -165,3 +165,17 @@ def test_offline_env_is_set_for_tests():
         import huggingface_hub.constants as constants
 
         assert constants.HF_HUB_OFFLINE
+
+
+def test_loading_on_an_accelerator_offloads_the_others_first(tmp_path, monkeypatch):
+    weights = tmp_path / "m"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"\0" * 1000)
+    freed, offloaded = [], []
+    monkeypatch.setattr(host, "free_memory", lambda n, device: freed.append(n))
+    cache = ModelCache()
+    captioner = CacheKey("captioner", "/c", "float16", "cuda")
+    cache.get_or_load(captioner, lambda: "captioner", offload=lambda value: offloaded.append(value))
+    cache.get_or_load(CacheKey("pipeline", str(weights), "float16", "cuda"), lambda: "pipeline")
+    assert offloaded == ["captioner"]
+    assert freed[-1] == 1000  # the folder's safetensors bytes

@@ -53,6 +53,16 @@ class PipelineHandle:
     def tokenizer(self):
         return getattr(self.pipe, "tokenizer", None)
 
+    def ensure_device(self) -> None:
+        """Move the weights back to the chosen device if the model cache offloaded them to make
+        room for another model (never with CPU offload, whose hooks own placement)."""
+        if self.speed.cpu_offload or getattr(self.device, "type", "cpu") == "cpu":
+            return
+        unet = getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
+        param = next(unet.parameters(), None) if unet is not None else None
+        if param is not None and param.device.type != self.device.type:
+            self.pipe.to(self.device)
+
     def with_scheduler(self, scheduler: str) -> "PipelineHandle":
         return replace(self, scheduler=check_scheduler_name(scheduler))
 

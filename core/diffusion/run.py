@@ -185,6 +185,7 @@ def run(handle, mode: str, req: GenerateRequest, image=None, mask=None):
     if mode == "edit":
         mode = "inpaint" if mask is not None else "img2img"
     _check_request(req, needs_strength=mode != "txt2img" and handle.family != "instruct")
+    handle.ensure_device()
     family = handle.family
     batch = int(req.batch_size)
     extra: dict = {}
