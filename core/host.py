@@ -215,6 +215,15 @@ def input_directory() -> Path:
     return Path("input").resolve()
 
 
+def comfy_clip_tokenizer_folder() -> Path | None:
+    """ComfyUI's own SD1 CLIP tokenizer files (vocab.json + merges.txt), inside ComfyUI only."""
+    comfy = sys.modules.get("comfy")
+    if comfy is None or not getattr(comfy, "__file__", None):
+        return None
+    folder = Path(comfy.__file__).resolve().parent / "sd1_tokenizer"
+    return folder if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file() else None
+
+
 # ---------------------------------------------------------------- device and memory
 def torch_device(preference: str = "auto"):
     """The torch.device to run on: ComfyUI's choice inside ComfyUI, else CUDA > MPS > CPU."""

@@ -64,7 +64,31 @@ def make_token_counter(*sources) -> tuple[TokenCounter, str]:
             tokenizer = source
         if tokenizer is not None:
             return tokenizer_counter(tokenizer), f"tokenizer of {getattr(source, 'name', type(source).__name__)}"
+    comfy_tokenizer = _comfy_clip_tokenizer()
+    if comfy_tokenizer is not None:
+        return tokenizer_counter(comfy_tokenizer), "ComfyUI's SD1 CLIP tokenizer"
     return estimate_tokens, "estimate (2 + bytes without spaces)"
+
+
+_COMFY_TOKENIZER: list = []
+
+
+def _comfy_clip_tokenizer():
+    """Inside ComfyUI, its bundled CLIP tokenizer counts exactly what CLIPTextEncode will see."""
+    from . import host
+
+    if not _COMFY_TOKENIZER:
+        folder = host.comfy_clip_tokenizer_folder()
+        tokenizer = None
+        if folder is not None:
+            try:
+                from transformers import CLIPTokenizer
+
+                tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+            except Exception:  # noqa: BLE001 - fall back to the estimate
+                log.warning("could not load ComfyUI's CLIP tokenizer from %s: estimating tokens", folder, exc_info=True)
+        _COMFY_TOKENIZER.append(tokenizer)
+    return _COMFY_TOKENIZER[0]
 
 
 def split_terms(text: str) -> list[str]:

@@ -135,3 +135,28 @@ def test_node_with_image_encoder_tokenizer(models_root, tokenizers):
 
     _, positive2, _ = LLMAssistBuildPrompt().build(_keywords(), "", "", "", "none", 0.8, 1.3, 40, pipeline=Handle())
     assert count(positive2) <= 40
+
+
+def test_inside_comfyui_counts_with_its_own_clip_tokenizer(tiny_models, tmp_path, monkeypatch):
+    import shutil
+    import sys
+    import types
+
+    from llm_assist.core import prompt_builder
+
+    comfy_dir = tmp_path / "comfy"
+    (comfy_dir / "sd1_tokenizer").mkdir(parents=True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(tiny_models / "clip_vision" / "tiny-clip" / name, comfy_dir / "sd1_tokenizer" / name)
+    fake = types.ModuleType("comfy")
+    fake.__file__ = str(comfy_dir / "__init__.py")
+    monkeypatch.setitem(sys.modules, "comfy", fake)
+    monkeypatch.setattr(prompt_builder, "_COMFY_TOKENIZER", [])
+    count, label = prompt_builder.make_token_counter(None, None)
+    assert label == "ComfyUI's SD1 CLIP tokenizer"
+    from transformers import CLIPTokenizer
+
+    reference = CLIPTokenizer.from_pretrained(str(tiny_models / "clip_vision" / "tiny-clip"))
+    text = "a photo of (dog:1.2), snow, mountains at night"
+    assert count(text) <= prompt_builder.estimate_tokens(text)
+    assert count("a photo of a dog") == len(reference("a photo of a dog").input_ids)
