@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 SD_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SD_INPAINT_REPO = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 PARTS = ("tiny-blip", "tiny-vit-gpt2", "tiny-qwen2-chat", "tiny-gpt2", "tiny-clip", "tiny-sd15",
-         "tiny-sd15-inpaint", "tiny-taesd", "checkpoints", "hf-cache")
+         "tiny-sd15-inpaint", "tiny-sd15-pix2pix", "tiny-taesd", "checkpoints", "hf-cache")
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
           " + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}"
           "{{ '<|im_start|>assistant\n' }}{% endif %}")
@@ -320,6 +320,19 @@ def sd_pipelines():
             StableDiffusionInpaintPipeline(unet=inpaint_unet, **parts))
 
 
+def sd_pix2pix_pipeline():
+    """InstructPix2Pix-type pipeline (8-channel UNet: latents + image latents), same parts as sd_pipelines."""
+    import torch
+    from diffusers import StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
+
+    t2i, _ = sd_pipelines()
+    torch.manual_seed(9)
+    unet = UNet2DConditionModel(**dict(t2i.unet.config, in_channels=8))
+    return StableDiffusionInstructPix2PixPipeline(
+        vae=t2i.vae, text_encoder=t2i.text_encoder, tokenizer=t2i.tokenizer, unet=unet, scheduler=t2i.scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
 def save_sd(pipe, folder: Path) -> None:
     pipe.save_pretrained(folder)
     write_classic_bpe_files(pipe.tokenizer, folder / "tokenizer")
@@ -405,6 +418,8 @@ def _build(out: Path, wanted: set[str]) -> Path:
                 save_file(pipeline_to_ldm(pipe), out / "checkpoints" / file, metadata={"format": "pt"})
             if "hf-cache" in wanted:
                 write_hf_cache(out / "hf-cache" / "hub", repo, pipe)
+    if "tiny-sd15-pix2pix" in wanted:
+        save_sd(sd_pix2pix_pipeline(), out / "diffusers" / "tiny-sd15-pix2pix")
     files = [p for p in out.rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files) / 2**20
     log.info("tiny models: %d files, %.1f MB in %s (%.2f s)", len(files), size, out,

@@ -202,3 +202,16 @@ def test_nan_guard_redecodes_in_fp32(sd):
     image = decode_latents(sd, fake, latents)
     assert torch.isfinite(image).all() and vae.dtype == torch.float16  # restored after the fp32 re-decode
     assert torch.allclose(image, reference, atol=1e-2)
+
+
+def test_instruct_pix2pix_edit_uses_image_guidance(models_root):
+    (pix2pix,) = LLMAssistLoadPipeline().load("tiny-sd15-pix2pix", "euler", "cpu", "fp32")
+    assert pix2pix.family == "instruct"
+    image = _image()
+    a, _ = LLMAssistEdit().run(pix2pix, image, 3, 2, 7.0, 1, 0.6, positive="make it night", image_guidance_scale=1.5)
+    b, _ = LLMAssistEdit().run(pix2pix, image, 3, 2, 7.0, 1, 0.6, positive="make it night", image_guidance_scale=1.5)
+    c, _ = LLMAssistEdit().run(pix2pix, image, 3, 2, 7.0, 1, 0.6, positive="make it night", image_guidance_scale=3.0)
+    assert a.shape == (1, 64, 64, 3) and torch.isfinite(a).all()
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    with pytest.raises(ValueError, match="InstructPix2Pix"):
+        LLMAssistGenerate().run(pix2pix, 1, 2, 7.0, 64, 64, 1, positive="a dog")
