@@ -248,3 +248,21 @@ def translate_load_error(exc: Exception, source: str) -> Exception:
     if "safetensors" in text.lower() and ("header" in text.lower() or "deserial" in text.lower() or "incomplete" in text.lower()):
         return ValueError(f"a weights file in {source} is corrupted or truncated ({text}): download it again")
     return exc
+
+
+def from_pretrained_pair(model_class, companion_class, source: str, options: LoadOptions, dtype, device):
+    """Weights and their tokenizer / processor under the pack's policy: remote code checked,
+    safetensors only, offline unless allowed, library errors turned into clear messages."""
+    check_remote_code(source, options.trust_remote_code)
+    kwargs = from_pretrained_kwargs(options, dtype, device)
+    try:
+        model = model_class.from_pretrained(source, **kwargs)
+        companion = companion_class.from_pretrained(
+            source, local_files_only=kwargs["local_files_only"], trust_remote_code=kwargs["trust_remote_code"]
+        )
+    except Exception as exc:  # noqa: BLE001 - re-raised, clearer where we know better
+        clearer = translate_load_error(exc, source)
+        if clearer is exc:
+            raise
+        raise clearer from exc
+    return model, companion

@@ -104,15 +104,7 @@ def load_image_encoder(name: str, options: hf_loading.LoadOptions = hf_loading.L
     def load():
         from transformers import AutoModel, AutoProcessor
 
-        hf_loading.check_remote_code(source, options.trust_remote_code)
-        kwargs = hf_loading.from_pretrained_kwargs(options, dtype, device)
-        try:
-            model = AutoModel.from_pretrained(source, **kwargs)
-            processor = AutoProcessor.from_pretrained(
-                source, local_files_only=kwargs["local_files_only"], trust_remote_code=kwargs["trust_remote_code"]
-            )
-        except Exception as exc:  # noqa: BLE001 - re-raised with a clearer message
-            raise hf_loading.translate_load_error(exc, source) from exc
+        model, processor = hf_loading.from_pretrained_pair(AutoModel, AutoProcessor, source, options, dtype, device)
         if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
             raise ValueError(
                 f"{source} holds a {type(model).__name__}, not an image encoder with image and text "

@@ -64,22 +64,16 @@ def load_language_model(name: str, options: hf_loading.LoadOptions = hf_loading.
     def load():
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        hf_loading.check_remote_code(source, options.trust_remote_code)
-        kwargs = hf_loading.from_pretrained_kwargs(options, dtype, device)
         try:
-            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-            tokenizer = AutoTokenizer.from_pretrained(
-                source, local_files_only=kwargs["local_files_only"], trust_remote_code=kwargs["trust_remote_code"]
-            )
+            model, tokenizer = hf_loading.from_pretrained_pair(
+                AutoModelForCausalLM, AutoTokenizer, source, options, dtype, device)
         except ValueError as exc:
             if "Unrecognized configuration" in str(exc) or "AutoModelForCausalLM" in str(exc):
                 raise ValueError(
                     f"{source} is not a causal language model (text generation): pick a model such as "
                     "Qwen2 / Llama / GPT-2 in models/LLM (captioners go to Load Captioner)"
                 ) from exc
-            raise hf_loading.translate_load_error(exc, source) from exc
-        except Exception as exc:  # noqa: BLE001 - re-raised with a clearer message
-            raise hf_loading.translate_load_error(exc, source) from exc
+            raise
         model = hf_loading.place_and_quantize(model, options, device, dtype)
         display = source.replace("\\", "/").rstrip("/").split("/")[-1]
         return LanguageModel(model, tokenizer, display, device, key)

@@ -61,14 +61,7 @@ def load_text_encoder(name: str, options: hf_loading.LoadOptions = hf_loading.Lo
     def load():
         from transformers import AutoModel, AutoTokenizer
 
-        kwargs = hf_loading.from_pretrained_kwargs(options, dtype, device)
-        try:
-            model = AutoModel.from_pretrained(source, **kwargs)
-            tokenizer = AutoTokenizer.from_pretrained(
-                source, local_files_only=kwargs["local_files_only"], trust_remote_code=kwargs["trust_remote_code"]
-            )
-        except Exception as exc:  # noqa: BLE001 - re-raised with a clearer message
-            raise hf_loading.translate_load_error(exc, source) from exc
+        model, tokenizer = hf_loading.from_pretrained_pair(AutoModel, AutoTokenizer, source, options, dtype, device)
         model = hf_loading.place_and_quantize(model, options, device, dtype)
         max_length = min(int(getattr(tokenizer, "model_max_length", 256) or 256), 512)
         return SentenceEncoder(model, tokenizer, source.rstrip("/").split("/")[-1], device, max_length)
