@@ -40,11 +40,15 @@ def example_with_hole(size: int = 512):
 
 
 def write_example_images(input_dir: str | Path, size: int = 512) -> list[Path]:
-    """Write example.png / example_mask.png into ``input_dir`` unless they exist (never overwrite)."""
+    """Write example.png / example_mask.png, and dataset/ (two pictures of different sizes, for the
+    dataset_captioning example) into ``input_dir``, each unless it exists (never overwrite)."""
     input_dir = Path(input_dir)
-    input_dir.mkdir(parents=True, exist_ok=True)
+    (input_dir / "dataset").mkdir(parents=True, exist_ok=True)
     written = []
-    for name, make in (("example.png", example_scene), ("example_mask.png", example_with_hole)):
+    small = max(8, size * 3 // 4)
+    for name, make in (("example.png", example_scene), ("example_mask.png", example_with_hole),
+                       ("dataset/scene_1.png", example_scene),
+                       ("dataset/scene_2.png", lambda _: example_scene(small).transpose(0))):
         path = input_dir / name
         if not path.exists():
             tmp = path.with_suffix(".tmp.png")

@@ -6,7 +6,7 @@ CheckpointLoaderSimple's MODEL) and returns ``NODE_ID.INPUT=VALUE`` items naming
 of ``python -m llm_assist make-tiny-models`` (layout in docs/ARCHITECTURE.md) for its model combo,
 the first combo input its INPUT_TYPES declares. A pipeline that feeds a Repair node, or whose
 current choice names an inpainting model, gets the 9-channel tiny inpaint pipeline. Load Image
-Folder nodes get ``path=image_folder``. Used by the tests, the demo and the ComfyUI integration test.
+Folder nodes get ``path=image_folder`` when one is given. Used by the tests, the demo and the ComfyUI integration test.
 """
 from __future__ import annotations
 
@@ -69,11 +69,12 @@ def _current_value(workflow, node_id: str, name: str, schema):
     return None
 
 
-def tiny_model_sets(workflow_path, image_folder: str | None = ".", node_classes=None) -> list[str]:
+def tiny_model_sets(workflow_path, image_folder: str | None = None, node_classes=None) -> list[str]:
     """``NODE_ID.INPUT=VALUE`` items switching every loader of the workflow to the tiny models.
 
-    ``image_folder`` is set as the path of every Load Image Folder node (default ".": ComfyUI's input
-    folder itself, which holds example.png; None leaves the path alone).
+    ``image_folder``, when given, is set as the path of every Load Image Folder node; by default the
+    path saved in the workflow stays (the examples use ``dataset`` in the input folder, which
+    ``core.sample_images.write_example_images`` fills).
     """
     from .execute import node_class_mappings  # noqa: PLC0415
 

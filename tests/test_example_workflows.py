@@ -8,7 +8,6 @@ native_bridge (which needs ComfyUI's own sampler) runs end to end with only its 
 (and the dataset folder) switched by runner.tiny_sets.
 """
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -150,15 +149,11 @@ def _titled(name, title):
 @pytest.mark.parametrize("name", HEADLESS)
 def test_runs_headless_with_tiny_models(name, run_env):
     inputs, output = run_env
-    folder = None
-    if name == "dataset_captioning":
-        folder = inputs / "dataset"
-        folder.mkdir()
-        for i, src in enumerate(["example.png", "example_mask.png"]):
-            shutil.copy(inputs / src, folder / f"img{i}.png")
+    folder = inputs / "dataset"  # the dataset example's saved path, filled by write_example_images
     workflow = FOLDER / f"{name}.json"
-    result = run_workflow(workflow, sets=tiny_model_sets(workflow, image_folder=str(folder) if folder else "."),
-                          output_dir=output, input_dir=inputs)
+    sets = tiny_model_sets(workflow)
+    assert all(item.split("=", 1)[0].endswith((".model", ".ckpt_name")) for item in sets), sets  # models only
+    result = run_workflow(workflow, sets=sets, output_dir=output, input_dir=inputs)
     texts = _texts(result)
     previews = [str(n["id"]) for n in _load(name)["nodes"] if n["type"] == "PreviewAny"]
     for node_id in previews:
@@ -166,8 +161,8 @@ def test_runs_headless_with_tiny_models(name, run_env):
     pngs = [p for p in result.files if p.suffix == ".png"]
     if name == "dataset_captioning":
         assert not pngs
-        assert sorted(p.name for p in folder.glob("*.txt")) == ["img0.txt", "img1.txt"]
-        assert sorted(p.name for p in (output / "dataset_tags").glob("*.txt")) == ["img0.txt", "img1.txt"]
+        assert sorted(p.name for p in folder.glob("*.txt")) == ["scene_1.txt", "scene_2.txt"]
+        assert sorted(p.name for p in (output / "dataset_tags").glob("*.txt")) == ["scene_1.txt", "scene_2.txt"]
         return
     assert len(pngs) == (4 if name == "evaluation_loop" else 1) and all(p.is_file() for p in pngs)
     assert all(p.parent == output / "llm-assist" for p in pngs)
