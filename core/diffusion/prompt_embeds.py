@@ -1,4 +1,4 @@
-"""Weighted prompts -> CLIP prompt embeddings (SD 1.x / 2.x text encoders), with an LRU cache.
+"""Weighted prompts -> CLIP prompt embeddings (SD 1.x / 2.x and SDXL text encoders), with an LRU cache.
 
 Syntax (ComfyUI's, plus A1111's square brackets):
 ``(term)`` x1.1, ``((term))`` x1.21, ``(term:1.3)`` sets the weight (times any outer weight),
@@ -10,7 +10,8 @@ like the pipeline's own tokenizer call, encoded, each token's embedding is scale
 weight and the chunk is rescaled to keep its original mean (the A1111 / compel approach).
 Chunks are concatenated along the sequence, so prompts longer than 77 tokens are not cut off.
 When every weight is 1 the text is tokenized in one go, exactly as ``pipe.encode_prompt``
-does, so the embeddings are identical to diffusers' own.
+does, so the embeddings are identical to diffusers' own. SDXL (two text encoders, pooled
+embeddings): see ``encode_weighted_sdxl``.
 """
 from __future__ import annotations
 
@@ -121,6 +122,24 @@ def _chunks(tokenizer, ids, weights, n_chunks: int | None = None):
     return out
 
 
+def _apply_weights(z, weights):
+    """Scale each token's embedding ``z[:, i]`` by ``weights[i]`` and restore the mean when mild."""
+    import torch
+
+    if not any(abs(w - 1.0) > 1e-9 for w in weights):
+        return z
+    w = torch.tensor(weights, dtype=z.dtype, device=z.device).view(1, -1, 1)
+    original_mean = z.float().mean()
+    z = z * w
+    new_mean = z.float().mean()
+    ratio = original_mean / new_mean if new_mean.abs() > 1e-6 else torch.tensor(float("inf"))
+    # Keep the original mean (as A1111 does) only when that is a mild correction: with a
+    # mean near zero (small or random encoders) the ratio explodes and the UNet gives NaN.
+    if torch.isfinite(ratio) and 0.5 <= float(ratio) <= 2.0:
+        z = z * ratio.to(z.dtype)
+    return z
+
+
 def _encode_chunks(pipe, chunks, device, clip_skip):
     import torch
 
@@ -140,17 +159,7 @@ def _encode_chunks(pipe, chunks, device, clip_skip):
             z = getattr(encoder, "text_model", encoder).final_layer_norm(hidden)
         else:
             z = encoder(ids_t, attention_mask=mask_t)[0]
-        if any(abs(w - 1.0) > 1e-9 for w in weights):
-            w = torch.tensor(weights, dtype=z.dtype, device=z.device).view(1, -1, 1)
-            original_mean = z.float().mean()
-            z = z * w
-            new_mean = z.float().mean()
-            ratio = original_mean / new_mean if new_mean.abs() > 1e-6 else torch.tensor(float("inf"))
-            # Keep the original mean (as A1111 does) only when that is a mild correction: with a
-            # mean near zero (small or random encoders) the ratio explodes and the UNet gives NaN.
-            if torch.isfinite(ratio) and 0.5 <= float(ratio) <= 2.0:
-                z = z * ratio.to(z.dtype)
-        embeds.append(z)
+        embeds.append(_apply_weights(z, weights))
     dtype = encoder.dtype if encoder is not None else embeds[0].dtype
     return torch.cat(embeds, dim=1).to(dtype=dtype, device=device)
 
@@ -171,8 +180,95 @@ def encode_weighted(pipe, prompt: str, negative: str = "", clip_skip: int = 0, d
     return pe, npe
 
 
+def supports_weighted_sdxl(pipe) -> bool:
+    """True for SDXL-type pipelines (a second, projecting CLIP text encoder; the refiner has only it)."""
+    return (
+        getattr(pipe, "text_encoder_2", None) is not None
+        and getattr(pipe, "tokenizer_2", None) is not None
+        and hasattr(pipe, "encode_prompt")
+    )
+
+
+def _sdxl_encoders(pipe):
+    pairs = [(pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)]
+    return [(tok, enc) for tok, enc in pairs if tok is not None and enc is not None]
+
+
+def _sdxl_forward(encoder, ids, device, clip_skip):
+    """(hidden state ``-(clip_skip + 2)`` [1,77,D], pooled text_embeds [1,P] or None), as diffusers' SDXL."""
+    import torch
+
+    out = encoder(torch.tensor([ids], dtype=torch.long, device=device), output_hidden_states=True)
+    states = out.hidden_states
+    if clip_skip + 2 > len(states):
+        raise ValueError(
+            f"clip_skip is {clip_skip} but the SDXL text encoder has {len(states) - 1} layers: use 0..{len(states) - 2}"
+        )
+    pooled = out[0] if out[0].ndim == 2 else None
+    return states[-(clip_skip + 2)], pooled
+
+
+def _sdxl_side(pipe, text: str, token_weights, n: int, device, clip_skip: int):
+    """One prompt side: (embeds [1, 77*n, sum D], pooled [1, P]) for the weighted ``text``."""
+    import torch
+
+    hidden, pooled = [], None
+    for (tok, enc), (ids, weights) in zip(_sdxl_encoders(pipe), token_weights):
+        parts = []
+        for i, (chunk_ids, chunk_w, _mask) in enumerate(_chunks(tok, ids, weights, n)):
+            z, chunk_pooled = _sdxl_forward(enc, chunk_ids, device, clip_skip)
+            parts.append(_apply_weights(z, chunk_w))
+            if i == 0 and pooled is None and chunk_pooled is not None:
+                # Pooled from the unweighted plain text, first chunk (compel / A1111 do the same):
+                # weights only scale hidden states, so the pooled output depends on the token ids
+                # alone; re-tokenize the plain text in one go when the per-piece ids differ.
+                plain_ids = tok(plain_text(text), add_special_tokens=False).input_ids
+                plain_chunk = _chunks(tok, list(plain_ids), [1.0] * len(plain_ids), 1)[0][0]
+                pooled = chunk_pooled if plain_chunk == chunk_ids else _sdxl_forward(enc, plain_chunk, device, clip_skip)[1]
+        hidden.append(torch.cat(parts, dim=1))
+    if pooled is None:
+        raise ValueError(f"{type(pipe).__name__}'s text_encoder_2 gives no pooled embedding: it must be a CLIPTextModelWithProjection")
+    return torch.cat(hidden, dim=-1), pooled
+
+
+def encode_weighted_sdxl(pipe, prompt: str, negative: str = "", clip_skip: int = 0, device=None):
+    """SDXL ``(prompt_embeds, negative_prompt_embeds, pooled, negative_pooled)`` honouring weights (not cached).
+
+    Like diffusers' ``StableDiffusionXLPipeline.encode_prompt``: hidden state ``-(clip_skip + 2)``
+    (penultimate by default) of both text encoders, concatenated on the feature axis
+    ([1, 77*k, 768+1280] for SDXL base), and encoder 2's projected pooled output. Each encoder's
+    hidden states get the per-token weights and the guarded mean restore of the SD path; long
+    prompts are chunked like the SD path. The pooled embeddings come from the plain text without
+    weights (first chunk), as compel and A1111 do: a pooled vector has no per-token axis to weight.
+    An empty negative gives zeros when the pipeline's ``force_zeros_for_empty_prompt`` is set
+    (what diffusers does when no negative prompt is passed). Unlike diffusers, ``clip_skip`` also
+    applies to the negative. With every weight 1 and clip_skip 0 the result equals ``encode_prompt``.
+    """
+    import torch
+
+    device = device if device is not None else pipe._execution_device
+    clip_skip = int(clip_skip or 0)
+    encoders = _sdxl_encoders(pipe)
+    pos = [_token_weights(tok, prompt) for tok, _ in encoders]
+    neg = [_token_weights(tok, negative or "") for tok, _ in encoders]
+    n = max([1] + [-(-len(ids) // (tok.model_max_length - 2)) for (tok, _), (ids, _w) in zip(encoders * 2, pos + neg)])
+    zero_negative = not (negative or "").strip() and bool(getattr(pipe.config, "force_zeros_for_empty_prompt", False))
+    dtype = pipe.text_encoder_2.dtype
+    with torch.no_grad():
+        pe, pooled = _sdxl_side(pipe, prompt, pos, n, device, clip_skip)
+        if zero_negative:
+            npe, npooled = torch.zeros_like(pe), torch.zeros_like(pooled)
+        else:
+            npe, npooled = _sdxl_side(pipe, negative or "", neg, n, device, clip_skip)
+    return tuple(t.to(dtype=dtype, device=device) for t in (pe, npe, pooled, npooled))
+
+
 class EmbeddingCache:
-    """LRU of prompt embeddings keyed by (text encoder identity, prompt, negative, clip skip, device)."""
+    """LRU of prompt embeddings keyed by (text encoder identities, prompt, negative, clip skip, device).
+
+    ``get`` gives the SD 1.x/2.x pair, ``get_sdxl`` the SDXL four; an entry is only a hit while
+    the text encoders it was made with are still alive (ids can be reused after a reload).
+    """
 
     def __init__(self, size: int = 64):
         self.size = size
@@ -181,24 +277,36 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
 
+    def _lookup(self, key, modules, compute):
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None and all(ref() is m for ref, m in zip(item[0], modules)):
+                self._items.move_to_end(key)
+                self.hits += 1
+                return item[1]
+        value = compute()
+        with self._lock:
+            self.misses += 1
+            self._items[key] = (tuple(weakref.ref(m) for m in modules), value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
     def get(self, pipe, prompt: str, negative: str = "", clip_skip: int = 0, device=None):
         encoder = pipe.text_encoder
         device = device if device is not None else pipe._execution_device
         key = (id(encoder), id(pipe.tokenizer), prompt, negative or "", int(clip_skip or 0), str(device), str(encoder.dtype))
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None and item[0]() is encoder:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return item[1], item[2]
-        pe, npe = encode_weighted(pipe, prompt, negative, clip_skip, device)
-        with self._lock:
-            self.misses += 1
-            self._items[key] = (weakref.ref(encoder), pe, npe)
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return pe, npe
+        return self._lookup(key, (encoder,), lambda: encode_weighted(pipe, prompt, negative, clip_skip, device))
+
+    def get_sdxl(self, pipe, prompt: str, negative: str = "", clip_skip: int = 0, device=None):
+        """Cached ``encode_weighted_sdxl``: (prompt_embeds, negative_prompt_embeds, pooled, negative_pooled)."""
+        device = device if device is not None else pipe._execution_device
+        modules = tuple(m for _, m in _sdxl_encoders(pipe))
+        zeros = bool(getattr(pipe.config, "force_zeros_for_empty_prompt", False))
+        key = ("sdxl", *(id(m) for m in modules), id(pipe.tokenizer), id(pipe.tokenizer_2), prompt, negative or "",
+               int(clip_skip or 0), str(device), str(pipe.text_encoder_2.dtype), zeros)
+        return self._lookup(key, modules, lambda: encode_weighted_sdxl(pipe, prompt, negative, clip_skip, device))
 
     def clear(self) -> None:
         with self._lock:

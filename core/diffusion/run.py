@@ -106,11 +106,15 @@ def _feathered(mask, feather: int):
 
 
 def _prompt_kwargs(pipe, req: GenerateRequest, cfg: float, cache=pe_mod.EMBEDDING_CACHE) -> dict:
+    if pe_mod.supports_weighted_sdxl(pipe):
+        pe, npe, pooled, npooled = cache.get_sdxl(pipe, req.positive, req.negative, req.clip_skip)
+        return {"prompt_embeds": pe, "negative_prompt_embeds": npe,
+                "pooled_prompt_embeds": pooled, "negative_pooled_prompt_embeds": npooled}
     if pe_mod.supports_weighted(pipe):
         pe, npe = cache.get(pipe, req.positive, req.negative, req.clip_skip)
         return {"prompt_embeds": pe, "negative_prompt_embeds": npe}
     if pe_mod.has_weights(req.positive) or pe_mod.has_weights(req.negative):
-        log.warning("%s has no single CLIP text encoder: prompt weights are ignored", type(pipe).__name__)
+        log.warning("%s has no CLIP text encoder the pack can weight: prompt weights are ignored", type(pipe).__name__)
     kwargs = {"prompt": pe_mod.plain_text(req.positive)}
     if cfg > 1 and req.negative:
         kwargs["negative_prompt"] = pe_mod.plain_text(req.negative)
@@ -225,8 +229,8 @@ def run(handle, mode: str, req: GenerateRequest, image=None, mask=None):
     cfg = float(req.cfg)
     kwargs = _prompt_kwargs(pipe, req, cfg)
     if n_prompts > 1:
-        kwargs = {k: (v.repeat(n_prompts, 1, 1) if hasattr(v, "repeat") else [v] * n_prompts) if "prompt" in k else v
-                  for k, v in kwargs.items()}
+        kwargs = {k: (v.repeat(n_prompts, *[1] * (v.dim() - 1)) if hasattr(v, "repeat") else [v] * n_prompts)
+                  if "prompt" in k else v for k, v in kwargs.items()}
     per_prompt = batch if orig is None else 1
     bar = host.progress(int(req.steps), label="generate")
 
