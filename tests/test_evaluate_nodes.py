@@ -131,7 +131,7 @@ def test_clip_score_matches_direct_computation(encoder, clip_dir):
 
 
 def test_metrics_report_node_gathers_everything():
-    a, b = _images(1, seed=7), _images(1, seed=8)
+    a = _images(1, seed=7)
     compare_json = CompareImages().compare(a, a)[3]
     handle = SimpleNamespace(name="tiny-sd15", device=torch.device("cpu"), dtype=torch.float32, model=object())
     kwargs = dict(metrics_1=[compare_json], metrics_2=[0.5, 1.0, 0.25], metrics_3=[True], metrics_4=[float("inf")],

@@ -17,7 +17,6 @@ from PIL import Image
 
 from llm_assist import runner
 from llm_assist.core import host
-from llm_assist.runner.execute import RUNNER
 from llm_assist.runner.server import ServerError, object_info_entry, run_on_server
 
 CALLS: collections.Counter = collections.Counter()
