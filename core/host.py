@@ -215,6 +215,32 @@ def input_directory() -> Path:
     return Path("input").resolve()
 
 
+def comfyui_dirs() -> list[Path]:
+    """ComfyUI's own folder (where extra_model_paths.yaml lives), then its base directory if
+    different; empty standalone."""
+    fp = _folder_paths()
+    if fp is None:
+        return []
+    found = []
+    for folder in (Path(fp.__file__).resolve().parent if getattr(fp, "__file__", None) else None,
+                   Path(getattr(fp, "base_path", "") or ".").resolve() if getattr(fp, "base_path", None) else None):
+        if folder is not None and folder not in found:
+            found.append(folder)
+    return found
+
+
+def custom_nodes_dirs() -> list[Path]:
+    """ComfyUI's custom_nodes folders (a workflow may never read or write there); empty standalone."""
+    fp = _folder_paths()
+    if fp is None:
+        return []
+    try:
+        return [Path(p) for p in fp.get_folder_paths("custom_nodes")]
+    except Exception:  # noqa: BLE001 - an odd ComfyUI build: fall back to the default layout
+        base = getattr(fp, "base_path", None)
+        return [Path(base) / "custom_nodes"] if base else []
+
+
 def comfy_clip_tokenizer_folder() -> Path | None:
     """ComfyUI's own SD1 CLIP tokenizer files (vocab.json + merges.txt), inside ComfyUI only."""
     comfy = sys.modules.get("comfy")
