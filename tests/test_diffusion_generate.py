@@ -140,7 +140,7 @@ def test_repair_preserve_unmasked_both_ways(sd, sd_inpaint):
 
 
 def test_inpaint_model_all_modes(sd_inpaint):
-    assert sd_inpaint.family == "inpaint" and sd_inpaint.pipe.unet.config.in_channels == 9
+    assert sd_inpaint.variant == "inpaint" and sd_inpaint.pipe.unet.config.in_channels == 9
     t2i, _ = run(sd_inpaint, "txt2img", REQ)
     i2i, _ = run(sd_inpaint, "img2img", GenerateRequest(steps=2, strength=0.5), image=_image())
     assert t2i.shape == i2i.shape == (1, 64, 64, 3)
@@ -206,7 +206,7 @@ def test_nan_guard_redecodes_in_fp32(sd):
 
 def test_instruct_pix2pix_edit_uses_image_guidance(models_root):
     (pix2pix,) = LLMAssistLoadPipeline().load("tiny-sd15-pix2pix", "euler", "cpu", "fp32")
-    assert pix2pix.family == "instruct"
+    assert pix2pix.variant == "instruct"
     image = _image()
     a, _ = LLMAssistEdit().run(pix2pix, image, 3, 2, 7.0, 1, 0.6, positive="make it night", image_guidance_scale=1.5)
     b, _ = LLMAssistEdit().run(pix2pix, image, 3, 2, 7.0, 1, 0.6, positive="make it night", image_guidance_scale=1.5)

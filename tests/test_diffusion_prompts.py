@@ -90,7 +90,7 @@ def test_single_file_offline_both_config_routes(models_root, config):
 
 def test_single_file_inpainting_checkpoint(models_root):
     handle = load_pipeline("tiny-sd15-inpainting.safetensors")
-    assert handle.family == "inpaint"
+    assert handle.variant == "inpaint"
     image = torch.rand(1, 64, 64, 3)
     mask = torch.zeros(1, 64, 64)
     mask[:, 8:40, 8:40] = 1

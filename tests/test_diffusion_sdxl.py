@@ -64,7 +64,7 @@ def sdxl(sdxl_root):
 
 
 def test_loaded_as_sdxl(sdxl):
-    assert type(sdxl.pipe).__name__ == "StableDiffusionXLPipeline" and sdxl.family == "standard"
+    assert type(sdxl.pipe).__name__ == "StableDiffusionXLPipeline" and sdxl.family == "sdxl" and sdxl.variant == "standard"
     assert P.supports_weighted_sdxl(sdxl.pipe) and not P.supports_weighted(sdxl.pipe)
 
 

@@ -4,7 +4,8 @@ Weights are cached in MODEL_CACHE by (source, dtype, device, config, module-chan
 switches); the scheduler and the tiny VAE are NOT part of the key: the handle names the
 scheduler and every run builds a fresh one from the saved config.
 
-Families (``PipelineHandle.family``):
+Model families (``PipelineHandle.family``: 'sd1', 'sdxl', 'flux'...) and their defaults are in
+``families.py``. Variants (``PipelineHandle.variant``):
 - ``standard``: 4-channel UNet (SD 1.x/2.x, SDXL, and whatever AutoPipeline maps). txt2img /
   img2img / inpaint are derived with ``AutoPipelineFor*.from_pipe`` (shared modules);
   inpaint on a 4-channel UNet is diffusers' latent-blend fallback.
@@ -22,6 +23,7 @@ from typing import Any
 
 from .. import hf_loading, host
 from ..model_cache import MODEL_CACHE, CacheKey
+from . import families
 from .schedulers import AS_SAVED, check_scheduler_name
 from .speed import SpeedOptions, apply_speed, check_step_cache
 
@@ -42,7 +44,8 @@ class PipelineHandle:
     source: str
     device: Any
     dtype: Any
-    family: str = "standard"  # standard | inpaint | instruct
+    family: str = "sd1"  # families.FAMILIES key: sd1 | sd2 | sdxl | sd3 | flux | flux2 | qwen-image | z-image | chroma | sana
+    variant: str = "standard"  # families.VARIANTS: standard | inpaint | instruct | fill | kontext | edit
     scheduler: str = AS_SAVED
     tiny_vae: Any = None  # AutoencoderTiny for previews (and decode when tiny_vae_decode)
     tiny_vae_decode: bool = False
@@ -52,6 +55,20 @@ class PipelineHandle:
     @property
     def tokenizer(self):
         return getattr(self.pipe, "tokenizer", None)
+
+    @property
+    def spec(self) -> families.FamilySpec:
+        """The family's table row: prompt target, token budget, default steps/cfg, resolution multiple."""
+        return families.spec(self.family)
+
+    def text_tokenizers(self) -> list:
+        """``(attribute, kind, tokenizer, max_length)`` per text encoder (see families.text_tokenizers)."""
+        return families.text_tokenizers(self.pipe, self.family)
+
+    @property
+    def prompt_tokenizer(self):
+        """The tokenizer that reads the long prompt (T5 for FLUX/SD3, Qwen for Qwen-Image...; CLIP for SD)."""
+        return families.prompt_tokenizer(self.pipe, self.family)
 
     def ensure_device(self) -> None:
         """Move the weights back to the chosen device if the model cache offloaded them to make
@@ -75,8 +92,8 @@ class PipelineHandle:
             return derived[mode]
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
 
-        if self.family in ("inpaint", "instruct"):
-            auto = AutoPipelineForInpainting if self.family == "inpaint" else None
+        if self.variant in ("inpaint", "instruct"):
+            auto = AutoPipelineForInpainting if self.variant == "inpaint" else None
             pipe = self.pipe if auto is None else auto.from_pipe(self.pipe)
         else:
             auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
@@ -96,7 +113,7 @@ def _unet_in_channels(pipe) -> int:
     return int(getattr(getattr(unet, "config", None), "in_channels", 4) or 4)
 
 
-def family_of(pipe) -> str:
+def variant_of(pipe) -> str:
     name = type(pipe).__name__
     if "InstructPix2Pix" in name:
         return "instruct"
@@ -189,7 +206,7 @@ def _loader(kind: str, source: str, config: str, options, speed: SpeedOptions, d
                 )
             except Exception as exc:  # noqa: BLE001 - translated below
                 raise hf_loading.translate_load_error(exc, source) from exc
-        if family_of(pipe) == "inpaint" and "Inpaint" not in type(pipe).__name__:
+        if variant_of(pipe) == "inpaint" and "Inpaint" not in type(pipe).__name__:
             pipe = diffusers.AutoPipelineForInpainting.from_pipe(pipe)
         if not speed.cpu_offload or device.type != "cuda" or host.in_comfyui():
             pipe.to(device)
@@ -249,7 +266,7 @@ def load_pipeline(
         raise ValueError("'decode with tiny VAE' is on but no tiny VAE is chosen: pick a TAESD folder from models/vae_approx or switch it off")
     return PipelineHandle(
         pipe=pipe, name=Path(source).name if kind != "repo" else source, source=source, device=device, dtype=dtype,
-        family=family_of(pipe), scheduler=scheduler, tiny_vae=taesd, tiny_vae_decode=bool(tiny_vae_decode),
+        family=families.family_of(pipe) or "sd1", variant=variant_of(pipe), scheduler=scheduler, tiny_vae=taesd, tiny_vae_decode=bool(tiny_vae_decode),
         speed=speed, cache_key=key,
     )
 

@@ -188,9 +188,9 @@ def run(handle, mode: str, req: GenerateRequest, image=None, mask=None):
         raise ValueError(f"mode must be txt2img, img2img, inpaint or edit, got {mode!r}")
     if mode == "edit":
         mode = "inpaint" if mask is not None else "img2img"
-    _check_request(req, needs_strength=mode != "txt2img" and handle.family != "instruct")
+    _check_request(req, needs_strength=mode != "txt2img" and handle.variant != "instruct")
     handle.ensure_device()
-    family = handle.family
+    family = handle.variant
     batch = int(req.batch_size)
     extra: dict = {}
     orig = None
