@@ -75,14 +75,15 @@ class _Bar:
 def command(args) -> int:
     import threading
 
-    from ..core import captioning, host, image_folder
+    from ..core import captioning, host, image_folder, owner
     from ..core.captioning_folder import caption_files
     from ..core.hf_loading import LoadOptions, check_safe_folder
 
     if args.models:
         host.set_models_root(args.models)
-    options = LoadOptions(device=args.device, dtype=args.dtype, quantization=_quantization(args.quantization),
-                          allow_download=args.allow_download, keep_loaded=True)
+    with owner.override(allow_download=bool(args.allow_download)):  # here the user is the owner
+        options = LoadOptions(device=args.device, dtype=args.dtype, quantization=_quantization(args.quantization),
+                              allow_download=args.allow_download, keep_loaded=True)
     preset = "custom" if args.instruction.strip() else args.preset
     settings = captioning.CaptionSettings(preset=preset, custom_instruction=args.instruction,
                                           max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,

@@ -2,7 +2,7 @@
 
 Local first: a name is looked up in the pack's model folders; a Hugging Face repo id is used
 only with ``allow_download`` on (and never under ``HF_HUB_OFFLINE``). Safetensors only,
-``trust_remote_code`` off unless switched on, device/dtype auto with overrides, and
+``trust_remote_code`` off unless switched on (both need the server owner's grant, core/owner.py), device/dtype auto with overrides, and
 quantization (torch dynamic int8 on CPU, bitsandbytes 8/4-bit on CUDA).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import host
+from . import host, owner
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ class LoadOptions:
     trust_remote_code: bool = False
     allow_download: bool = False
     keep_loaded: bool = True
+
+    def __post_init__(self):
+        # a widget can only ask; the server owner grants (core/owner.py): refused here, before
+        # anything is fetched or any model code is imported
+        owner.check_load_grants(bool(self.allow_download), bool(self.trust_remote_code))
 
     def cache_options(self) -> tuple:
         return (("quantization", self.quantization), ("attention", self.attention), ("trust", self.trust_remote_code))
@@ -67,7 +72,8 @@ def resolve_source(kind: str, name: str, allow_download: bool) -> str:
     if not allow_download:
         raise ValueError(
             f"model {name!r} is not in models/{kind} and 'allow download' is off: download it into "
-            f"models/{kind}/{name.split('/')[-1]} or switch 'allow download' on to fetch {name} from Hugging Face"
+            f"models/{kind}/{name.split('/')[-1]} or switch 'allow download' on to fetch {name} from Hugging Face "
+            "(a download also needs the server owner's grant: LLM_ASSIST_ALLOW_DOWNLOAD=1, see README 'Owner settings')"
         )
     if hub_offline():
         raise ValueError(
@@ -143,7 +149,8 @@ def check_remote_code(source: str, trust_remote_code: bool) -> None:
         if asks:
             raise ValueError(
                 f"model folder {path.name} asks for custom code from the folder ({name} has auto_map) and "
-                "'trust remote code' is off: switch 'trust remote code' on only if you trust this model, or use another model")
+                "'trust remote code' is off: switch 'trust remote code' on only if you trust this model (it also needs the "
+                "server owner's grant: LLM_ASSIST_TRUST_REMOTE_CODE=1, see README 'Owner settings'), or use another model")
 
 
 def resolve_device(preference: str):

@@ -144,7 +144,8 @@ def list_models(kind: str, want: str = "dirs", exts: tuple[str, ...] = (".safete
 
 
 def resolve_model(kind: str, name: str) -> Path:
-    """The path of model ``name`` of ``kind``; refuses names that escape the model folder.
+    """The path of model ``name`` of ``kind``; refuses names that escape the model folder
+    (``..``, absolute paths) but follows symlinks the owner put inside it.
 
     Raises FileNotFoundError naming the folders searched when it is not there.
     """
@@ -165,14 +166,9 @@ def resolve_model(kind: str, name: str) -> Path:
         except OSError as exc:  # e.g. a name longer than the file system allows
             raise ValueError(f"model name {str(name)[:60]!r}... is not a usable file name ({exc.strerror}): pick a model from the list") from None
         if exists:
-            real_root = root.resolve()
-            real = candidate.resolve()
-            if real != real_root and real_root not in real.parents:
-                raise ValueError(
-                    f"model {name!r} resolves to {real}, outside {real_root} (a symlink out of "
-                    "the models folder): copy the model into the folder instead"
-                )
-            return real
+            # the name cannot escape (checked above); a symlink the owner put inside the model
+            # folder (models on another disk, shared with other apps) is followed, as ComfyUI does
+            return candidate.resolve()
     raise FileNotFoundError(
         f"model {name!r} not found in {', '.join(searched) or 'no folder'}: put it there "
         f"(see README 'Models') or pick one of {list_models(kind)[:10]}"

@@ -169,7 +169,11 @@ def test_missing_model_and_repo_id_errors(models_root, monkeypatch):
     with pytest.raises(ValueError, match="allow download"):
         C.load_captioner("Salesforce/blip-image-captioning-base")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ValueError, match="HF_HUB_OFFLINE"):
+    with pytest.raises(ValueError, match="LLM_ASSIST_ALLOW_DOWNLOAD"):  # the widget alone grants nothing
+        LoadOptions(allow_download=True)
+    from llm_assist.core import owner
+
+    with owner.override(allow_download=True), pytest.raises(ValueError, match="HF_HUB_OFFLINE"):
         C.load_captioner("Salesforce/blip-image-captioning-base", LoadOptions(allow_download=True))
 
 

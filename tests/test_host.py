@@ -56,15 +56,19 @@ def test_resolve_refuses_escapes(tmp_path, name):
         host.set_models_root(previous)
 
 
-def test_resolve_refuses_symlink_out(tmp_path):
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (tmp_path / "models" / "LLM").mkdir(parents=True)
-    os.symlink(outside, tmp_path / "models" / "LLM" / "link")
+def test_resolve_follows_the_owners_symlinks_but_not_escaping_names(tmp_path):
+    other_disk = tmp_path / "other-disk"
+    (other_disk / "shared" / "model").mkdir(parents=True)
+    (tmp_path / "models").mkdir()
+    os.symlink(other_disk / "shared", tmp_path / "models" / "LLM")  # the whole kind folder is a link
+    os.symlink(other_disk / "shared" / "model", tmp_path / "other-disk" / "shared" / "link")
     previous = host.set_models_root(tmp_path / "models")
     try:
-        with pytest.raises(ValueError, match="outside"):
-            host.resolve_model("LLM", "link")
+        assert host.resolve_model("LLM", "link") == (other_disk / "shared" / "model").resolve()
+        assert host.resolve_model("LLM", "model") == (other_disk / "shared" / "model").resolve()
+        for bad in ("../other-disk/shared/model", str(other_disk / "shared" / "model")):
+            with pytest.raises(ValueError, match="outside"):
+                host.resolve_model("LLM", bad)
     finally:
         host.set_models_root(previous)
 

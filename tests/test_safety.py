@@ -226,18 +226,59 @@ def test_model_names_cannot_escape_the_models_folder(node, bad, root):
 
 
 @pytest.mark.parametrize("node", ALL_LOADERS)
-def test_a_symlink_out_of_the_models_folder_is_refused(node, tiny_models, root, tmp_path):
-    outside = tmp_path / "outside"
-    outside.mkdir()
+def test_a_symlink_the_owner_put_in_the_models_folder_is_followed(node, tiny_models, root, tmp_path):
+    """Models shared from another disk through a symlink load (as in ComfyUI core); a name from the
+    workflow that escapes stays refused (test above)."""
+    other_disk = tmp_path / "other-disk"
+    other_disk.mkdir()
     if node == "LLMAssistLoadPipeline":
-        shutil.copytree(tiny_models / "diffusers" / "tiny-sd15", outside / "tiny-sd15")
-        (root / "diffusers" / "linked").symlink_to(outside / "tiny-sd15", target_is_directory=True)
+        shutil.copytree(tiny_models / "diffusers" / "tiny-sd15", other_disk / "tiny-sd15")
+        (root / "diffusers" / "linked").symlink_to(other_disk / "tiny-sd15", target_is_directory=True)
     else:
         kind, name = LOADERS[node]
-        shutil.copytree(tiny_models / kind / name, outside / name)
-        (root / kind / "linked").symlink_to(outside / name, target_is_directory=True)
-    with pytest.raises(ValueError, match="outside"):
-        _load(node, model="linked")
+        shutil.copytree(tiny_models / kind / name, other_disk / name)
+        (root / kind / "linked").symlink_to(other_disk / name, target_is_directory=True)
+    kind = "diffusers" if node == "LLMAssistLoadPipeline" else LOADERS[node][0]
+    assert "linked" in NODES[node].INPUT_TYPES()["required"]["model"][0]
+    assert host.resolve_model(kind, "linked").is_relative_to(other_disk.resolve())
+    assert type(_load(node, model="linked")).__name__ in ("Captioner", "LanguageModel", "ImageEncoder", "PipelineHandle")
+
+
+@pytest.mark.parametrize("node", ALL_LOADERS)
+@pytest.mark.parametrize("ask", ["allow_download", "trust_remote_code"])
+def test_widgets_ask_only_the_owner_grants(node, ask, tiny_models, root, tmp_path, no_network, monkeypatch):
+    """allow_download / trust_remote_code on a loader without the owner's grant: refused before
+    anything is fetched or any code from the model folder runs."""
+    import json
+
+    from llm_assist.core import owner
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the grant alone must stop it
+    if ask == "trust_remote_code" and node == "LLMAssistLoadPipeline":
+        pytest.skip("Load Diffusion Pipeline has no trust_remote_code widget")
+    for var in owner.KEYS.values():
+        monkeypatch.delenv(var, raising=False)
+    owner.reload()
+    marker = tmp_path / "remote_code.marker"
+    model = "some-org/some-model"
+    if ask == "trust_remote_code":
+        kind, name = LOADERS[node]
+        folder = _copy(tiny_models, kind, name, root, "custom-code")
+        (folder / "evil.py").write_text(EVIL_CODE.format(marker=str(marker)))
+        config = json.loads((folder / "config.json").read_text())
+        config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel"}
+        (folder / "config.json").write_text(json.dumps(config))
+        model = "custom-code"
+    kwargs = {ask: True}
+    if node == "LLMAssistLoadPipeline":
+        with pytest.raises(owner.NotGranted, match="allow_download.*server owner.*LLM_ASSIST_ALLOW_DOWNLOAD=1"):
+            _load(node, model=NODES[node].INPUT_TYPES()["required"]["model"][0][0], **kwargs)
+    else:
+        first = NODES[node].INPUT_TYPES()["required"]["model"][0][0]
+        args = {"model": model} if ask == "trust_remote_code" else {"model": first, "repo_id": model}
+        with pytest.raises(owner.NotGranted, match=f"{ask}.*server owner.*LLM_ASSIST_{ask.upper()}=1"):
+            _load(node, **args, **kwargs)
+    assert no_network == [] and not marker.exists()
 
 
 def test_save_captions_cannot_write_outside_its_folder(tmp_path):
