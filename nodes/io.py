@@ -13,6 +13,39 @@ def _first(value, default=None):
     return value
 
 
+def _allowed_images(path, pattern, sort, start, limit, recursive) -> list:
+    """The images Load Image Folder may read: the folder and every file (symlinks resolved) under
+    the folders the server owner allows (core.owner); relative = inside the input folder."""
+    import os
+    from pathlib import Path
+
+    from ..core import host, image_folder, owner
+
+    text = str(path or "").strip().strip('"')
+    if text and owner.paths_restricted():
+        folder = Path(os.path.expanduser(text))
+        folder = folder if folder.is_absolute() else host.input_directory() / folder
+        path = str(owner.check_user_dir(folder, write=False, what="path"))
+    paths = image_folder.list_images(path, pattern, sort, int(start), int(limit), bool(recursive))
+    if owner.paths_restricted():
+        for p in paths:
+            owner.check_user_file(p, write=False, what=f"path (image {Path(p).name!r})")
+    return paths
+
+
+def _check_caption_writes(paths, folder: str) -> None:
+    """Refuse (before anything is written) caption files outside the folders the owner allows."""
+    from ..core import image_folder, owner
+
+    if not owner.paths_restricted():
+        return
+    if folder.strip():
+        owner.check_user_dir(image_folder.output_root(folder, "x"), write=True, what="output_folder")
+    for p in paths:
+        what = "output_folder" if folder.strip() else f"image_paths item {str(p)[:60]!r}: its caption file"
+        owner.check_user_file(image_folder.caption_path(p, folder), write=True, what=what)
+
+
 class LLMAssistLoadImageFolder:
     DESCRIPTION = (
         "Load every image of a folder, one by one (mixed sizes allowed): downstream nodes run once per image, "
@@ -33,7 +66,7 @@ class LLMAssistLoadImageFolder:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "path": ("STRING", {"default": "", "tooltip": "Folder of images: absolute, or relative to ComfyUI's input folder."}),
+                "path": ("STRING", {"default": "", "tooltip": "Folder of images: absolute, or relative to ComfyUI's input folder. Inside ComfyUI only the input and output folders and those the server owner allows (LLM_ASSIST_ALLOWED_DIRS, README 'Owner settings') can be read."}),
                 "pattern": ("STRING", {"default": "*", "tooltip": "Glob pattern for file names, e.g. *.png or cat_*. Only image files are loaded."}),
                 "sort": (SORTS, {"default": "natural", "tooltip": "Order: name (plain text order), natural (img2 before img10), mtime (oldest first)."}),
                 "start": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "tooltip": "Skip this many images first (0-based index of the first image)."}),
@@ -47,14 +80,14 @@ class LLMAssistLoadImageFolder:
         from ..core import image_folder
 
         try:
-            return image_folder.folder_signature(image_folder.list_images(path, pattern, sort, start, limit, recursive))
+            return image_folder.folder_signature(_allowed_images(path, pattern, sort, start, limit, recursive))
         except ValueError as exc:  # reported properly when the node runs
             return str(exc)
 
     def load(self, path, pattern="*", sort="natural", start=0, limit=0, recursive=False):
         from ..core import host, image_folder
 
-        paths = image_folder.list_images(path, pattern, sort, int(start), int(limit), bool(recursive))
+        paths = _allowed_images(path, pattern, sort, start, limit, recursive)
         bar = host.progress(len(paths), label="load images")
         images = []
         for i, p in enumerate(paths):
@@ -102,6 +135,7 @@ class LLMAssistSaveCaptions:
             )
         mode, folder = _first(mode, "skip existing"), _first(output_folder, "") or ""
         prefix, suffix = _first(prefix, "") or "", _first(suffix, "") or ""
+        _check_caption_writes(paths, folder)  # the server owner's folders only (core.owner)
         for path in paths:  # refuse a bad target before writing anything
             try:
                 image_folder.caption_path(path, folder)
