@@ -76,7 +76,7 @@ def command(args) -> int:
     import threading
 
     from ..core import captioning, host, image_folder, owner
-    from ..core.captioning_folder import caption_files
+    from ..core.captioning_folder import caption_files, caption_targets, check_targets
     from ..core.hf_loading import LoadOptions, check_safe_folder
 
     if args.models:
@@ -89,6 +89,9 @@ def command(args) -> int:
                                           max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
                                           seed=args.seed, batch_size=args.batch_size)
     paths = image_folder.list_images(args.folder, args.glob, "natural", recursive=args.recursive)
+    mode = image_folder.normalize_mode(args.mode)
+    # one caption file per image, writable, before the model loads (caption_files checks again)
+    check_targets(caption_targets(paths, args.output), mode)
     model_path = Path(args.model).expanduser()
     if model_path.is_absolute():
         if not model_path.is_dir():
@@ -113,7 +116,7 @@ def command(args) -> int:
     if main_thread:
         signal.signal(signal.SIGINT, on_sigint)
     try:
-        result = caption_files(captioner, paths, settings, mode=image_folder.normalize_mode(args.mode),
+        result = caption_files(captioner, paths, settings, mode=mode,
                                output_dir=args.output, prefix=args.prefix, suffix=args.suffix, on_progress=bar)
     except host.interrupt_exception_types():
         sys.stderr.write("\n")

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import host
+from .safe_files import TEMP_SUFFIX, atomic_write_text, check_target_file, os_problem  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,6 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 SORTS = ["name", "natural", "mtime"]
 MODES = ["skip existing", "overwrite", "append"]
 CLI_MODES = {"skip": "skip existing", "overwrite": "overwrite", "append": "append"}
-TEMP_SUFFIX = ".tmp-llma"
 
 
 # ------------------------------------------------------------------------- reading
@@ -33,10 +32,15 @@ def resolve_folder(path: str | os.PathLike) -> Path:
         raise ValueError("folder path is empty: type the path of a folder of images")
     candidate = Path(os.path.expanduser(text))
     tries = [candidate] if candidate.is_absolute() else [host.input_directory() / candidate, Path.cwd() / candidate]
-    for folder in tries:
-        if folder.is_dir():
-            return folder.resolve()
-    if any(t.exists() for t in tries):
+    try:
+        for folder in tries:
+            if folder.is_dir():
+                return folder.resolve()
+        found = any(t.exists() for t in tries)
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise ValueError(f"folder path {text[:80]!r}... ({len(text)} characters) is not usable: {os_problem(exc)}: "
+                         "check the path") from None
+    if found:
         raise ValueError(f"folder path {text!r} is a file, not a folder: give the folder that holds the images")
     raise ValueError(f"folder {text!r} does not exist (looked in {', '.join(str(t) for t in tries)}): check the path")
 
@@ -55,8 +59,14 @@ def list_images(folder, pattern: str = "*", sort: str = "natural", start: int = 
     if start < 0 or limit < 0:
         raise ValueError(f"start and limit must be >= 0, got start={start}, limit={limit}")
     pattern = (pattern or "*").strip() or "*"
-    found = root.rglob(pattern) if recursive else root.glob(pattern)
-    files = [p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
+    if Path(pattern).is_absolute() or Path(pattern).drive:
+        raise ValueError(f"pattern {pattern!r} is an absolute path: a pattern matches file names inside the folder; "
+                         f"put the folder in path and use a pattern such as {Path(pattern).name or '*'!r}")
+    try:
+        found = root.rglob(pattern) if recursive else root.glob(pattern)
+        files = [p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
+    except (ValueError, NotImplementedError) as exc:
+        raise ValueError(f"pattern {pattern!r} is not a usable glob pattern ({exc}): use e.g. *.png or cat_*") from None
     if sort == "name":
         files.sort(key=lambda p: p.as_posix())
     elif sort == "natural":
@@ -152,34 +162,6 @@ def caption_path(image_path: str | os.PathLike, output_dir: str | os.PathLike | 
     return target
 
 
-def atomic_write_text(target: Path, text: str) -> None:
-    """Write ``text`` to ``target`` via a temp file in the same folder, fsync and os.replace."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable (POSIX; not possible on Windows)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def normalize_mode(mode: str) -> str:
     mode = CLI_MODES.get(mode, mode)
     if mode not in MODES:
@@ -187,23 +169,39 @@ def normalize_mode(mode: str) -> str:
     return mode
 
 
+def read_caption(target: Path) -> str:
+    """The text of an existing caption file; a clear error when it is not UTF-8 text."""
+    try:
+        return target.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"caption file {target} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at position {exc.start}), so a "
+            "caption cannot be appended to it without mixing encodings: convert it to UTF-8 (e.g. iconv -f latin1 "
+            "-t utf-8) or use mode overwrite") from None
+
+
 def write_caption(image_path, caption: str, *, output_dir=None, mode: str = "skip existing",
-                  prefix: str = "", suffix: str = "") -> WriteResult:
+                  prefix: str = "", suffix: str = "", target=None) -> WriteResult:
     """Write one caption file. ``mode``: skip existing / overwrite / append (new line after the
-    existing text). ``prefix`` and ``suffix`` are added verbatim around the caption."""
+    existing text). ``prefix`` and ``suffix`` are added verbatim around the caption. ``target``:
+    the caption file (from ``captioning_folder.caption_targets``); default ``caption_path``."""
     mode = normalize_mode(mode)
-    target = caption_path(image_path, output_dir)
+    target = Path(target) if target is not None else caption_path(image_path, output_dir)
     text = f"{prefix}{caption}{suffix}"
     exists = target.exists()
     if exists and mode == "skip existing":
         return WriteResult(target, "skipped")
     if exists and mode == "append":
-        old = target.read_text(encoding="utf-8")
+        old = read_caption(target)
         text = f"{old.rstrip(chr(10))}\n{text}" if old.strip() else text
         status = "appended"
     else:
         status = "overwritten" if exists else "written"
-    atomic_write_text(target, text)
+    try:
+        atomic_write_text(target, text)
+    except OSError as exc:
+        raise ValueError(f"cannot write caption file {target} ({os_problem(exc)}): check the folder's permissions "
+                         "and free space") from exc
     return WriteResult(target, status)
 
 

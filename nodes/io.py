@@ -99,8 +99,10 @@ class LLMAssistLoadImageFolder:
 
 class LLMAssistSaveCaptions:
     DESCRIPTION = (
-        "Write each caption to <image name>.txt beside its image, or into an output folder. Writes are atomic "
-        "(never a half-written file) and never land outside the chosen folder."
+        "Write each caption to <image name>.txt beside its image, or into an output folder (keeping the images' "
+        "sub-folders). Two images that would share a caption file (x.png and x.jpg) are an error before anything is "
+        "written. Writes are atomic (never a half-written file), keep an existing file's permissions and never land "
+        "outside the chosen folder; re-queueing re-runs the node when a caption file was deleted or changed."
     )
     CATEGORY = category("io")
     FUNCTION = "save"
@@ -121,10 +123,20 @@ class LLMAssistSaveCaptions:
                 "prefix": ("STRING", {"default": "", "tooltip": "Text put before every caption, verbatim (e.g. a trigger word and ', ')."}),
                 "suffix": ("STRING", {"default": "", "tooltip": "Text put after every caption, verbatim."}),
             },
+            "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def save(self, captions, image_paths, mode="skip existing", output_folder="", prefix="", suffix=""):
-        from ..core import host, image_folder
+    @classmethod
+    def IS_CHANGED(cls, unique_id=None, **_):
+        """Re-run when a caption file this node wrote was deleted or changed since (ComfyUI would
+        otherwise serve the cached "N written" and write nothing)."""
+        from ..core import captioning_folder
+
+        return captioning_folder.WRITTEN.fingerprint(_first(unique_id, ""))
+
+    def save(self, captions, image_paths, mode="skip existing", output_folder="", prefix="", suffix="",
+             unique_id=None):
+        from ..core import captioning_folder, host, image_folder
 
         captions = captions if isinstance(captions, list) else [captions]
         paths = image_paths if isinstance(image_paths, list) else [image_paths]
@@ -136,16 +148,20 @@ class LLMAssistSaveCaptions:
         mode, folder = _first(mode, "skip existing"), _first(output_folder, "") or ""
         prefix, suffix = _first(prefix, "") or "", _first(suffix, "") or ""
         _check_caption_writes(paths, folder)  # the server owner's folders only (core.owner)
-        for path in paths:  # refuse a bad target before writing anything
-            try:
-                image_folder.caption_path(path, folder)
-            except OSError as exc:
-                raise ValueError(f"image_paths item {str(path)[:60]!r} is not a usable path ({exc.strerror}): connect the paths output of Load Image Folder") from None
+        try:  # every target checked (one caption file per image, writable, UTF-8 to append) before writing
+            targets = captioning_folder.caption_targets(paths, folder)
+            captioning_folder.check_targets(targets, mode)
+        except OSError as exc:
+            raise ValueError(f"image_paths item {str(exc.filename or paths[0])[:60]!r} is not a usable path "
+                             f"({exc.strerror}): connect the paths output of Load Image Folder") from None
         results = []
-        for caption, path in zip(captions, paths):
-            host.check_interrupt()
-            results.append(image_folder.write_caption(path, str(caption), output_dir=folder, mode=mode,
-                                                      prefix=prefix, suffix=suffix))
+        try:
+            for caption, path, target in zip(captions, paths, targets):
+                host.check_interrupt()
+                results.append(image_folder.write_caption(path, str(caption), mode=mode, prefix=prefix,
+                                                          suffix=suffix, target=target))
+        finally:
+            captioning_folder.WRITTEN.record(_first(unique_id, ""), targets)
         written = sum(1 for r in results if r.status != "skipped")
         summary = image_folder.summarize(results)
         return {"ui": {"text": [summary]}, "result": (written, summary)}

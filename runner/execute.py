@@ -180,6 +180,7 @@ def _signatures(prompt, order, classes, output_dir) -> dict:
         changed = None
         if hasattr(cls, "IS_CHANGED"):
             data = {k: [None if is_link(v) else v] for k, v in node["inputs"].items()}
+            data.update(hidden_values(cls, node_id, prompt, None))  # as ComfyUI's get_input_data
             wanted = inspect.getfullargspec(cls.IS_CHANGED)
             if wanted.varkw is None:
                 data = {k: v for k, v in data.items() if k in wanted.args}

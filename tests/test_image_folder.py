@@ -113,7 +113,7 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(image_folder.os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(ValueError, match="cannot write caption file .*disk full"):
         image_folder.write_caption(tmp_path / "b.png", "new", mode="overwrite")
     assert target.read_text() == "old" and not _temp_files(tmp_path)
 
