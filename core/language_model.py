@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from . import faults, hf_loading, host
 from .model_cache import MODEL_CACHE
-from .text_generation import clean_generated_text, make_stopping_criteria, seed_everything
+from .text_generation import clean_generated_text, make_stopping_criteria, seed_everything, split_thinking
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,28 @@ PRESETS: dict[str, str] = {
         "Expand the following into a detailed image description of two or three sentences covering "
         "subject, setting, colours and lighting. Answer with the description only."
     ),
+    "image paragraph": (  # FLUX, Qwen-Image, Z-Image, SD3, Chroma: encoders that read sentences
+        "Rewrite the following as one prompt for a text-to-image model that reads natural language: one "
+        "flowing paragraph of full sentences, the main subject first, then its setting, composition, lighting, "
+        "colours and style. No tag lists and no weights in brackets. Answer with the prompt only."
+    ),
+    "video motion": (  # Wan, LTX: motion and camera
+        "Rewrite the following as one prompt for a text-to-video model: one paragraph in the present tense "
+        "that describes the subject and how it moves, the camera's movement (static, pan, tilt, dolly, tracking, "
+        "orbit) and framing, then lighting and atmosphere. Answer with the prompt only."
+    ),
 }
 CUSTOM = "custom"
-PRESET_NAMES = list(PRESETS) + [CUSTOM]
+AUTO = "auto"  # the connected pipeline's family: tags -> 'sd prompt', natural / json -> 'image paragraph'
+PRESET_NAMES = list(PRESETS) + [CUSTOM, AUTO]
+PRESET_FOR_TARGET = {"tags": "sd prompt", "natural": "image paragraph", "json": "image paragraph"}
+# Output language: 'auto' writes English for English-only encoders (CLIP, T5) and keeps the input's
+# language for multilingual ones (Qwen, Mistral, Gemma: core.prompt_targets.MULTILINGUAL).
+OUTPUT_LANGUAGES = ("auto", "input language", "english")
+LANGUAGE_INSTRUCTIONS = {
+    "input language": " Write in the same language as the input.",
+    "english": " Write in English; translate anything that is not English.",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,9 +126,12 @@ def generate_text(
     temperature: float = 0.0,
     seed: int = 0,
     top_p: float = 0.95,
-) -> str:
+    with_thinking: bool = False,
+):
     """Generate from ``instruction`` + ``text``; the cleaned new text (greedy when temperature is 0).
 
+    ``with_thinking``: return ``(text, thinking)``, the reasoning model's ``<think>`` text split off
+    (core.text_generation.split_thinking) instead of being dropped.
     Raises host.Interrupted when the user cancels; the model stays usable for the next call.
     """
     import torch
@@ -152,7 +174,17 @@ def generate_text(
     raise_if_interrupted()
     new = out[0, inputs["input_ids"].shape[1]:]
     decoded = tok.decode(new, skip_special_tokens=True)
-    return clean_generated_text(decoded, prompt=text)
+    if not with_thinking:
+        return clean_generated_text(decoded, prompt=text)
+    answer, thinking = split_thinking(decoded)
+    if not thinking:  # <think> may be a special token that decoding skipped: look again with them kept
+        raw_answer, raw_thinking = split_thinking(tok.decode(new, skip_special_tokens=False))
+        if raw_thinking:
+            for special in getattr(tok, "all_special_tokens", ()):
+                raw_answer = raw_answer.replace(special, " ")
+                raw_thinking = raw_thinking.replace(special, " ")
+            answer, thinking = raw_answer, raw_thinking.strip()
+    return clean_generated_text(answer, prompt=text), thinking
 
 
 def instruction_for(preset: str, custom_instruction: str = "") -> str:
@@ -161,9 +193,78 @@ def instruction_for(preset: str, custom_instruction: str = "") -> str:
         if not (custom_instruction or "").strip():
             raise ValueError("preset is 'custom' but custom_instruction is empty: write an instruction or pick a preset")
         return custom_instruction.strip()
+    if preset == AUTO:  # without a target: the SD preset (Expand Prompt resolves auto by the pipeline)
+        preset = PRESET_FOR_TARGET["tags"]
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {PRESET_NAMES}, got {preset!r}")
     return PRESETS[preset]
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """What Expand Prompt returns: the prompt, the model's thinking ("" when none), notes for the user."""
+
+    text: str
+    thinking: str = ""
+    notes: tuple[str, ...] = ()
+
+
+def language_instruction(output_language: str = "auto", encoder: str = "clip") -> str:
+    """The sentence appended to the instruction for ``output_language`` (see OUTPUT_LANGUAGES)."""
+    if output_language not in OUTPUT_LANGUAGES:
+        raise ValueError(f"output_language must be one of {list(OUTPUT_LANGUAGES)}, got {output_language!r}")
+    if output_language == "auto":
+        from .prompt_targets import MULTILINGUAL
+
+        output_language = "input language" if encoder in MULTILINGUAL else "english"
+    return LANGUAGE_INSTRUCTIONS[output_language]
+
+
+def expand(
+    lm: LanguageModel,
+    text: str,
+    *,
+    preset: str = "sd prompt",
+    custom_instruction: str = "",
+    seed: int = 0,
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    token_budget: int = 77,
+    count_tokens: Callable[[str], int] | None = None,
+    target: str = "tags",
+    encoder: str = "clip",
+    weighted: bool = True,
+    output_language: str = "auto",
+) -> Expansion:
+    """``expand_prompt`` for a prompt ``target`` (core.prompt_targets), keeping the model's thinking.
+
+    preset 'auto' picks PRESET_FOR_TARGET[target]; the output-language sentence is appended to the
+    instruction; ``(term:1.2)`` syntax the model wrote is converted to plain text when the target is
+    not weighted tags (``notes`` says so).
+    """
+    from .prompt_builder import fit_text_to_budget
+
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("text is empty: connect keywords or type the text to expand")
+    if (preset or "").strip().lower() == AUTO:
+        preset = PRESET_FOR_TARGET.get(target, "sd prompt")
+    instruction = instruction_for(preset, custom_instruction) + language_instruction(output_language, encoder)
+    generated, thinking = generate_text(lm, instruction, text, max_new_tokens=max_new_tokens,
+                                        temperature=temperature, seed=seed, with_thinking=True)
+    generated = " ".join(generated.split())
+    notes: list[str] = []
+    if not generated:
+        log.warning("%s wrote nothing usable; returning the input text", lm.name)
+        notes.append("the model wrote no prompt (only thinking, or nothing): the input text is returned")
+        generated = text
+    if not (target == "tags" and weighted):
+        from .diffusion.prompt_embeds import has_weights, plain_text
+
+        if has_weights(generated):
+            generated = " ".join(plain_text(generated).split())
+            notes.append(f"converted (term:1.2) weight syntax to plain text for the {encoder} encoder")
+    return Expansion(fit_text_to_budget(generated, token_budget, count_tokens), thinking, tuple(notes))
 
 
 def expand_prompt(

@@ -139,6 +139,29 @@ def _check_range(min_weight: float, max_weight: float) -> None:
         raise ValueError(f"min_weight {min_weight} is above max_weight {max_weight}: swap them")
 
 
+def collect_terms(keywords: Keywords | None, keep: list[str], min_weight: float,
+                  max_weight: float) -> list[tuple[str, float, float, bool]]:
+    """``(text, weight, score, is_must_keep)`` per term: must-keep terms missing from the keywords
+    first (weight 1), then the keywords in order, duplicates (case-insensitive) dropped."""
+    keep_lower = {k.lower() for k in keep}
+    terms: list[tuple[str, float, float, bool]] = []
+    seen: set[str] = set()
+    present = {k.text.strip().lower() for k in (keywords.items if keywords else ())}
+    for term in keep:
+        if term.lower() not in present:
+            terms.append((term, 1.0, 1.0, True))
+            seen.add(term.lower())
+    for kw in keywords.items if keywords else ():
+        text = kw.text.strip()
+        if text.lower() in seen:
+            continue
+        seen.add(text.lower())
+        weight = getattr(kw, "weight", None)
+        weight = round(float(weight), 2) if weight is not None else score_to_weight(kw.score, min_weight, max_weight)
+        terms.append((text, weight, kw.score, text.lower() in keep_lower))
+    return terms
+
+
 def build_prompt(
     keywords: Keywords | None,
     *,
@@ -160,23 +183,7 @@ def build_prompt(
         raise ValueError(f"token_budget must be >= 0 (0 = no limit), got {token_budget}")
     count = count_tokens or estimate_tokens
     keep = split_terms(must_keep)
-    keep_lower = {k.lower() for k in keep}
-    # (text, weight, score, is_must_keep)
-    terms: list[tuple[str, float, float, bool]] = []
-    seen: set[str] = set()
-    present = {k.text.strip().lower() for k in (keywords.items if keywords else ())}
-    for term in keep:
-        if term.lower() not in present:
-            terms.append((term, 1.0, 1.0, True))
-            seen.add(term.lower())
-    for kw in keywords.items if keywords else ():
-        text = kw.text.strip()
-        if text.lower() in seen:
-            continue
-        seen.add(text.lower())
-        weight = getattr(kw, "weight", None)
-        weight = round(float(weight), 2) if weight is not None else score_to_weight(kw.score, min_weight, max_weight)
-        terms.append((text, weight, kw.score, text.lower() in keep_lower))
+    terms = collect_terms(keywords, keep, min_weight, max_weight)
 
     def spec(current, dropped=(), neg=()) -> PromptSpec:
         return PromptSpec(
@@ -206,3 +213,123 @@ def build_prompt(
             ("over_budget", token_budget > 0 and used > token_budget))
     return PromptSpec(result.positive, result.negative, result.must_keep, result.template,
                       result.token_budget, result.dropped, meta)
+
+
+def build_prompt_for(
+    keywords: Keywords | None,
+    target,
+    *,
+    language: str = "auto",
+    template: str = "",
+    must_keep: str = "",
+    negative: str = "",
+    negative_preset: str = "none",
+    min_weight: float = 0.8,
+    max_weight: float = 1.3,
+    token_budget: int = 77,
+    count_tokens: TokenCounter | None = None,
+    counter_name: str = "",
+) -> PromptSpec:
+    """A PromptSpec rendered for ``target`` (a ``core.prompt_targets.Target``).
+
+    ``tags`` for an encoder that honours weights is exactly ``build_prompt`` (today's SD output).
+    Otherwise weight syntax in must-keep terms, keywords and the template is converted into plain
+    text with the same weight as data (said by order and emphasis words, see core.prompt_render),
+    and ``meta['converted']`` lists what was converted. The budget is capped at the encoder's length.
+    """
+    from .prompt_render import render_json, render_natural
+    from .prompt_targets import convert_weighted, effective_budget, render_language
+
+    budget = effective_budget(target, token_budget)
+    base = (("target", target.target), ("family", target.family or "-"), ("encoder", target.encoder),
+            ("target_reason", target.reason), ("budget", budget))
+    notes = [] if target.negative or not (negative or negative_preset != "none") else [
+        f"the {target.family} family ignores the negative prompt (no classic CFG)"]
+    if target.target == "tags" and target.weighted:
+        spec = build_prompt(keywords, template=template, must_keep=must_keep, negative=negative,
+                            negative_preset=negative_preset, min_weight=min_weight, max_weight=max_weight,
+                            token_budget=budget, count_tokens=count_tokens, counter_name=counter_name)
+        meta = spec.meta + base + (("language", "-"), ("converted", ()), ("notes", tuple(notes)))
+        return PromptSpec(spec.positive, spec.negative, spec.must_keep, spec.template, spec.token_budget,
+                          spec.dropped, meta)
+    _check_range(min_weight, max_weight)
+    if negative_preset not in NEGATIVE_PRESETS:
+        raise ValueError(f"negative_preset must be one of {list(NEGATIVE_PRESETS)}, got {negative_preset!r}")
+    count = count_tokens or estimate_tokens
+    converted: list[str] = []
+
+    def plain(text: str) -> tuple[str, float]:
+        result, weight, had = convert_weighted(text)
+        if had:
+            converted.append(text)
+        return result, weight
+
+    keep_weights = {}
+    for raw in split_terms(must_keep):
+        text, weight = plain(raw)
+        if text:
+            keep_weights[text.lower()] = (text, weight)
+    terms = []
+    for text, weight, score, is_keep in collect_terms(keywords, [t for t, _ in keep_weights.values()],
+                                                      min_weight, max_weight):
+        text, inner = plain(text)
+        if is_keep and text.lower() in keep_weights:
+            inner = keep_weights[text.lower()][1]
+        if text:
+            terms.append((text, round(weight * inner, 2), score, is_keep))
+    style, _ = plain(template or "") if template else ("", 1.0)
+    lang = render_language(language, getattr(keywords, "caption", "") or "", [t[0] for t in terms])
+    if target.target == "tags":
+        notes.append(f"the {target.family} encoder ({target.encoder}) cannot weight: weights became term order")
+
+    def render(current) -> str:
+        items = [(t, w) for t, w, _, _ in current]
+        if target.target == "natural":
+            return render_natural(items, lang, style)
+        if target.target == "json":
+            return render_json(items, style)
+        from .prompt_render import ordered
+
+        return PromptSpec(positive=tuple(WeightedTerm(t, 1.0) for t, _ in ordered(items)), template=style).positive_text()
+
+    dropped: list[str] = []
+    if budget > 0:
+        while count(render(terms)) > budget:
+            droppable = [i for i, t in enumerate(terms) if not t[3]]
+            if not droppable:
+                log.warning("must-keep terms and template alone exceed the token budget of %d", budget)
+                break
+            victim = min(droppable, key=lambda i: (terms[i][2], -i))
+            dropped.append(terms.pop(victim)[0])
+    neg_terms = split_terms(", ".join(NEGATIVE_PRESETS[negative_preset] + tuple(plain(t)[0] for t in split_terms(negative))))
+    neg_spec = lambda neg: PromptSpec(negative=tuple(WeightedTerm(t, 1.0) for t in neg))  # noqa: E731
+    if budget > 0:
+        while neg_terms and count(neg_spec(neg_terms).negative_text()) > budget:
+            dropped.append(neg_terms.pop())
+    text = render(terms)
+    used = count(text)
+    if converted:
+        notes.append(f"converted weight syntax of {len(converted)} item(s) to plain text for the {target.encoder} encoder")
+    meta = (("token_count", used), ("negative_token_count", count(neg_spec(neg_terms).negative_text())),
+            ("counter", counter_name or ("estimate" if count_tokens is None else "tokenizer")),
+            ("over_budget", budget > 0 and used > budget)) + base + (
+            ("language", lang if target.target == "natural" else "-"), ("converted", tuple(converted)),
+            ("notes", tuple(notes)))
+    if target.target == "tags":
+        from .prompt_render import ordered
+
+        positive = tuple(WeightedTerm(t, 1.0) for t, _ in ordered([(t, w) for t, w, _, _ in terms]))
+        return PromptSpec(positive, neg_spec(neg_terms).negative, tuple(t for t, _ in keep_weights.values()), style,
+                          budget, tuple(dropped), meta)
+    return PromptSpec(tuple(WeightedTerm(t, w) for t, w, _, _ in terms), neg_spec(neg_terms).negative,
+                      tuple(t for t, _ in keep_weights.values()), style, budget, tuple(dropped), meta,
+                      target=target.target, text=text)
+
+
+def report_text(spec: PromptSpec) -> str:
+    """The spec's meta (target, family, counts, conversions, notes) as sorted JSON for the node's report."""
+    import json
+
+    data = {k: (list(v) if isinstance(v, tuple) else v) for k, v in spec.meta}
+    data["dropped"] = list(spec.dropped)
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, indent=1)

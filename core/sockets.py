@@ -80,6 +80,9 @@ class WeightedTerm:
 class PromptSpec:
     """Generation constraints built from keywords.
 
+    ``target`` tags renders the weighted terms in ComfyUI syntax; natural / json carry their
+    rendered ``text`` (sentences or a JSON object, never weight syntax), which ``positive_text`` returns.
+
     ``template`` may contain ``{keywords}`` where the rendered terms go; otherwise the terms
     come first and the template (style text) is appended.
     """
@@ -91,8 +94,12 @@ class PromptSpec:
     token_budget: int = 77
     dropped: tuple[str, ...] = ()  # terms removed to fit the budget, for display
     meta: tuple[tuple[str, Any], ...] = field(default=())
+    target: str = "tags"  # tags | natural | json (core.prompt_targets)
+    text: str = ""  # the rendered positive prompt of a natural / json target
 
     def positive_text(self) -> str:
+        if self.target != "tags":
+            return self.text
         terms = ", ".join(t.render() for t in self.positive)
         if not self.template:
             return terms

@@ -16,6 +16,44 @@ _PREAMBLE = re.compile(
 _LABEL = re.compile(r"^\s*(caption|description|prompt|answer|output)\s*:\s*", re.IGNORECASE)
 
 
+_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+
+
+def split_thinking(text: str) -> tuple[str, str]:
+    """``(answer, thinking)`` of a reasoning model's output; thinking is "" when there is none.
+
+    ``<think>...</think>`` blocks go to thinking (several are joined by a blank line); an unclosed
+    ``<think>`` makes the rest thinking (the answer is then empty); a ``</think>`` without an opening
+    tag (chat templates that put ``<think>`` in the prompt, e.g. Qwen3) makes everything before it
+    thinking. No text is lost: answer + thinking hold everything outside the tags (thoughts stripped of
+    surrounding whitespace).
+    """
+    text = "" if text is None else str(text)
+    thoughts: list[str] = []
+    answer: list[str] = []
+    opened = _THINK_OPEN.search(text)
+    first_close = _THINK_CLOSE.search(text)
+    if first_close and (not opened or first_close.start() < opened.start()):
+        thoughts.append(text[:first_close.start()])
+        text = text[first_close.end():]
+    while True:
+        opened = _THINK_OPEN.search(text)
+        if not opened:
+            answer.append(text)
+            break
+        answer.append(text[:opened.start()])
+        rest = text[opened.end():]
+        closed = _THINK_CLOSE.search(rest)
+        if not closed:
+            thoughts.append(rest)
+            break
+        thoughts.append(rest[:closed.start()])
+        text = rest[closed.end():]
+    thinking = "\n\n".join(t.strip() for t in thoughts if t.strip())
+    return "".join(answer), thinking
+
+
 def clean_generated_text(text: str, prompt: str = "") -> str:
     """Strip think blocks, chat tokens, role prefixes, polite preambles and an echoed prompt."""
     if text is None:

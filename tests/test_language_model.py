@@ -42,7 +42,7 @@ def test_expand_is_seeded_clean_and_in_budget(which, chat_lm, plain_lm):
     kw = Keywords((Keyword("black dog", 1.0), Keyword("snow", 0.6)), "a black dog in snow")
     first = _expand(lm, keywords=kw, text="at night", budget=20)
     again = _expand(lm, keywords=kw, text="at night", budget=20)
-    assert first == again and first["ui"]["text"] == list(first["result"])
+    assert first == again and first["ui"]["text"] == [first["result"][0]] and first["result"][1] == ""
     text = first["result"][0]
     assert isinstance(text, str) and text and estimate_tokens(text) <= 20
     assert "<think>" not in text and "<|im_" not in text

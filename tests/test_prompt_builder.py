@@ -124,7 +124,7 @@ def test_node_with_image_encoder_tokenizer(models_root, tokenizers):
     from llm_assist.core.image_encoder import load_image_encoder
 
     encoder = load_image_encoder("tiny-clip")
-    spec, positive, negative = LLMAssistBuildPrompt().build(
+    spec, positive, negative, _ = LLMAssistBuildPrompt().build(
         _keywords(), "", "barn", "", "photo defaults", 0.8, 1.3, 40, image_encoder=encoder)
     count = tokenizer_counter(tokenizers["tiny-clip"])
     assert positive == spec.positive_text() and negative == spec.negative_text()
@@ -133,7 +133,7 @@ def test_node_with_image_encoder_tokenizer(models_root, tokenizers):
     class Handle:  # what Load Diffusion Pipeline's handle exposes
         tokenizer = tokenizers["tiny-sd15"]
 
-    _, positive2, _ = LLMAssistBuildPrompt().build(_keywords(), "", "", "", "none", 0.8, 1.3, 40, pipeline=Handle())
+    _, positive2, _, _ = LLMAssistBuildPrompt().build(_keywords(), "", "", "", "none", 0.8, 1.3, 40, pipeline=Handle())
     assert count(positive2) <= 40
 
 
