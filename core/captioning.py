@@ -333,10 +333,14 @@ def caption_images(captioner: Captioner, images, settings: CaptionSettings = Cap
     after each batch. Progress is reported per token; Cancel stops within one token, raises
     ``host.Interrupted`` (ComfyUI's own exception inside ComfyUI) and leaves the model usable.
     """
+    from .server_models import ServerCaptioner
+
+    if isinstance(captioner, ServerCaptioner):  # a model server (Connect Model Server)
+        return captioner.caption(images, settings, on_batch=on_batch)
     import torch
 
     if not isinstance(captioner, Captioner):
-        raise ValueError(f"captioner must be an LLMA_CAPTIONER from Load Captioner, got {type(captioner).__name__}")
+        raise ValueError(f"captioner must be an LLMA_CAPTIONER from Load Captioner or Connect Model Server, got {type(captioner).__name__}")
     pil = to_pil_list(images)
     if not pil:
         return []

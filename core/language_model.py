@@ -134,12 +134,20 @@ def generate_text(
     (core.text_generation.split_thinking) instead of being dropped.
     Raises host.Interrupted when the user cancels; the model stays usable for the next call.
     """
-    import torch
-
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}: use 0 for greedy decoding")
+    from .server_models import ServerLanguageModel
+
+    if isinstance(lm, ServerLanguageModel):  # a model server: sampling comes from the connection
+        raw = lm.generate(instruction, text, max_new_tokens=max_new_tokens)
+        if with_thinking:
+            answer, thinking = split_thinking(raw)
+            return clean_generated_text(answer, prompt=text), thinking
+        return clean_generated_text(raw, prompt=text)
+    import torch
+
     host.check_interrupt()
     lm._ensure_device()
     prompt = build_model_input(lm, instruction, text)

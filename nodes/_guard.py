@@ -14,8 +14,8 @@ import math
 
 # custom socket -> class name of the object it carries (checked by name: no heavy import)
 SOCKET_CLASSES = {
-    "LLMA_CAPTIONER": ("Captioner",),
-    "LLMA_LANGUAGE_MODEL": ("LanguageModel",),
+    "LLMA_CAPTIONER": ("Captioner", "ServerCaptioner"),
+    "LLMA_LANGUAGE_MODEL": ("LanguageModel", "ServerLanguageModel"),
     "LLMA_IMAGE_ENCODER": ("ImageEncoder",),
     "LLMA_PIPELINE": ("PipelineHandle",),
     "LLMA_FEATURES": ("Features",),
@@ -126,7 +126,12 @@ def guard(cls):
 
     @functools.wraps(method)
     def checked(self, *args, **kwargs):
-        return method(self, *args, **check_inputs(type(self), kwargs))
+        try:
+            return method(self, *args, **check_inputs(type(self), kwargs))
+        finally:
+            from ..core import model_cache  # light: no torch
+
+            model_cache.node_finished()  # models loaded with keep_loaded off are freed after each node
 
     checked.__llma_guarded__ = True
     setattr(cls, cls.FUNCTION, checked)

@@ -69,11 +69,25 @@ def half_mask(b=1, h=IMAGE_SIZE, w=IMAGE_SIZE):
     return m
 
 
+_IMAGE_SERVER = []
+
+
+def model_server_url() -> str:
+    """A real OpenAI-protocol server on 127.0.0.1 (tests/server_support.py) for Connect Model Server."""
+    if not _IMAGE_SERVER:
+        from server_support import ImageServer
+
+        _IMAGE_SERVER.append(ImageServer())
+    return _IMAGE_SERVER[0].url
+
+
 def default_value(node: str, name: str, kind, options: dict, fx: Fixtures):
     """A valid, cheap value for one input."""
     t = type_name(kind)
     if node in LOADERS and name in LOADERS[node][1]:
         return LOADERS[node][1][name]
+    if node == "LLMAssistConnectModelServer" and name in ("base_url", "model"):
+        return model_server_url() if name == "base_url" else "vision-test"
     if t == "COMBO":
         choices = list(kind)
         default = options.get("default")
