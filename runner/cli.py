@@ -3,17 +3,19 @@
     python -m llm_assist run WORKFLOW.json [--models DIR] [--output DIR] [--input DIR]
         [--set NODE_ID.INPUT=VALUE ...] [--report FILE] [--server URL] [--timeout S]
 
-Exit codes: 0 success, 2 the workflow is invalid (nothing was written), 1 a node or the server
-failed, 130 interrupted.
+Exit codes: 0 success, 2 the workflow, ``--output`` or ``--report`` is invalid (nothing was run or
+written), 1 a node or the server failed, 130 interrupted (with ``--server`` the prompt is taken
+off the server: dequeued, or interrupted if it runs; the same after ``--timeout``).
+
+``--report`` writes regular files only: a symlink is followed (the link stays), a folder, device
+node or FIFO is refused before the workflow runs.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -46,21 +48,22 @@ def add_run_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def check_report_path(path) -> Path:
+    """Where ``--report`` will be written (symlinks resolved), checked before anything runs: a
+    regular file or nothing, in a writable folder; a device node, a folder, a FIFO is refused."""
+    from ..core.safe_files import check_target_file  # noqa: PLC0415
+
+    return check_target_file(path, "--report")
+
+
 def write_report(path, result) -> Path:
-    """Write the JSON report atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the JSON report atomically (temp file beside the real target, then rename); a
+    symlink stays a symlink and its target is rewritten; an existing file keeps its mode."""
+    from ..core.safe_files import atomic_write_text  # noqa: PLC0415
+
     report = {"prompt_id": result.prompt_id, "outputs": result.outputs,
               "files": [str(f) for f in result.files], "seconds": round(result.seconds, 4)}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(check_report_path(path), json.dumps(report, indent=2, default=str))
 
 
 def _summary(result) -> None:
@@ -80,6 +83,15 @@ def run_command(args) -> int:
     from .server import ServerError, run_on_server  # noqa: PLC0415
     from .workflow import WorkflowError  # noqa: PLC0415
 
+    from ..core.safe_files import check_output_folder  # noqa: PLC0415
+
+    try:  # the places results go are checked before anything runs
+        check_output_folder(args.output, "--output")
+        if args.report:
+            check_report_path(args.report)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.models:
         host.set_models_root(args.models)
     if getattr(args, "input", None):

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from .validate import is_link, validate_prompt
-from .workflow import FRONTEND_ONLY, WorkflowError, apply_sets, load_workflow, to_api_prompt
+from .validate import hidden_values, is_link, validate_prompt
+from .workflow import FRONTEND_ONLY, WorkflowError, apply_sets, load_workflow, to_api_prompt, ui_with_sets
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +96,6 @@ def node_class_mappings(node_classes: Mapping | None = None, needed=()) -> dict:
     elif any(t not in classes and t not in FRONTEND_ONLY for t in needed):
         classes.update(_pack_classes())
     return classes
-
-
-def hidden_values(cls, node_id, prompt, extra_pnginfo) -> dict:
-    hidden = (cls.INPUT_TYPES().get("hidden") or {})
-    values = {"PROMPT": prompt if prompt is not None else {}, "EXTRA_PNGINFO": extra_pnginfo,
-              "UNIQUE_ID": node_id, "DYNPROMPT": None, "AUTH_TOKEN_COMFY_ORG": None,
-              "API_KEY_COMFY_ORG": None}
-    return {name: [values[kind]] for name, kind in hidden.items() if kind in values}
 
 
 def _input_data(node, cls, node_id, outputs, prompt, extra_pnginfo) -> dict:
@@ -227,7 +219,11 @@ def execute_prompt(api_prompt: Mapping, *, node_classes: Mapping | None = None, 
     from ..core import host  # noqa: PLC0415
 
     start = time.perf_counter()
-    prompt = copy.deepcopy(dict(api_prompt))
+    try:
+        prompt = copy.deepcopy(dict(api_prompt))
+    except RecursionError:
+        raise WorkflowError("the prompt's JSON is nested too deeply to be a workflow: save it again "
+                            "from the editor") from None
     classes = node_class_mappings(node_classes, {n.get("class_type") for n in prompt.values()
                                                  if isinstance(n, Mapping) and isinstance(n.get("class_type"), str)})
     order = validate_prompt(prompt, classes)
@@ -293,7 +289,9 @@ def run_workflow(path, *, sets=(), node_classes: Mapping | None = None, output_d
     previous = host.set_input_directory(input_dir) if input_dir is not None else None
     try:
         prompt = apply_sets(to_api_prompt(workflow, classes), sets, classes)
-        extra = {"workflow": workflow.ui} if workflow.ui is not None else None
+        # the workflow stored in saved PNGs holds the --set values too, so it reproduces the image
+        ui = ui_with_sets(workflow.ui, prompt, sets, classes)
+        extra = {"workflow": ui} if ui is not None else None
         return execute_prompt(prompt, node_classes=classes, output_dir=output_dir,
                               extra_pnginfo=extra, cache=cache)
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import urllib.error
 import urllib.parse
@@ -17,7 +18,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 
 from .execute import ExecutionResult
-from .workflow import WorkflowError, apply_sets, load_workflow, to_api_prompt
+from .workflow import WorkflowError, apply_sets, load_workflow, to_api_prompt, ui_with_sets
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,42 @@ def _safe_relative(subfolder: str, filename: str) -> Path:
     return Path(*parts, name)
 
 
+def _write_new(target: Path, body: bytes) -> Path:
+    """Write ``body`` to ``target``, or to ``name_1.ext`` ... when a file of that name is already
+    there: a download never replaces a local file (ComfyUI's counter restarts per server)."""
+    from ..core.safe_files import exclusive_path  # noqa: PLC0415
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        candidate = exclusive_path(target)
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # taken between the check and the open: try the next name
+            continue
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(body)
+        if candidate != target:
+            log.warning("%s exists: the server's file was saved as %s", target, candidate.name)
+        return candidate
+
+
+def cancel_prompt(base: str, prompt_id: str) -> str:
+    """Take ``prompt_id`` off the server: dequeue it if it waits, interrupt it if it runs (only
+    that prompt: /interrupt with its id). Returns what was done; never raises."""
+    try:
+        _json(f"{base}/queue", {"delete": [prompt_id]}, timeout=10)
+        status, queue = _json(f"{base}/queue", timeout=10)
+        running = [item for item in (queue.get("queue_running") or [])
+                   if isinstance(item, list) and len(item) > 1 and item[1] == prompt_id] if status == 200 else []
+        if running:
+            _json(f"{base}/interrupt", {"prompt_id": prompt_id}, timeout=10)
+            return "interrupted on the server"
+        return "removed from the server's queue"
+    except (ServerError, OSError, AttributeError) as exc:
+        log.warning("could not cancel prompt %s on %s: %s", prompt_id, base, exc)
+        return f"could not be cancelled on the server ({exc})"
+
+
 def _download(base: str, ui_by_node: dict, output_dir: Path, timeout: float) -> list[Path]:
     files = []
     for ui in ui_by_node.values():
@@ -119,9 +156,7 @@ def _download(base: str, ui_by_node: dict, output_dir: Path, timeout: float) -> 
                 if status != 200:
                     raise ServerError(f"GET /view for {item['filename']} answered {status}")
                 target = output_dir / ("temp" if item["type"] == "temp" else "") / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(body)
-                files.append(target)
+                files.append(_write_new(target, body))
     return files
 
 
@@ -137,30 +172,37 @@ def run_on_server(path, url: str, *, sets=(), output_dir=None, timeout: float = 
     status, object_info = _json(f"{base}/object_info", timeout=min(timeout, 60))
     if status != 200 or not isinstance(object_info, dict):
         raise ServerError(f"GET {base}/object_info answered {status}: is {url} a ComfyUI server?")
-    prompt = apply_sets(to_api_prompt(workflow, object_info), sets, object_info)
+    prompt = apply_sets(to_api_prompt(workflow, object_info, server=True), sets, object_info)
     body = {"prompt": prompt, "client_id": client_id or uuid.uuid4().hex}
-    if workflow.ui is not None:
-        body["extra_data"] = {"extra_pnginfo": {"workflow": workflow.ui}}
+    if workflow.ui is not None:  # with the --set values, so the PNGs' workflow reproduces them
+        body["extra_data"] = {"extra_pnginfo": {"workflow": ui_with_sets(workflow.ui, prompt, sets, object_info)}}
     status, payload = _json(f"{base}/prompt", body, timeout=min(timeout, 60))
     if status != 200:
         raise WorkflowError(prompt_errors(payload))
     prompt_id = payload["prompt_id"]
     if payload.get("node_errors"):  # outputs that failed validation were dropped by the server
         log.warning("server dropped outputs: %s", prompt_errors(payload))
-    deadline = time.monotonic() + timeout
-    while True:
-        status, history = _json(f"{base}/history/{prompt_id}", timeout=min(timeout, 60))
-        entry = history.get(prompt_id) if isinstance(history, dict) else None
-        if entry is not None and (entry.get("status") or {}).get("status_str") == "error":
-            raise ServerError("\n".join(_history_errors(entry)))
-        if entry is not None and (entry.get("status") or {}).get("completed", True):
-            break
-        if time.monotonic() > deadline:
-            raise ServerError(f"prompt {prompt_id} did not finish within {timeout:g} s: raise "
-                              "--timeout, or check the server's console")
-        time.sleep(poll_interval)
-    outputs = entry.get("outputs") or {}
     from ..core import host  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            status, history = _json(f"{base}/history/{prompt_id}", timeout=min(timeout, 60))
+            entry = history.get(prompt_id) if isinstance(history, dict) else None
+            if entry is not None and (entry.get("status") or {}).get("status_str") == "error":
+                raise ServerError("\n".join(_history_errors(entry)))
+            if entry is not None and (entry.get("status") or {}).get("completed", True):
+                break
+            if time.monotonic() > deadline:
+                done = cancel_prompt(base, prompt_id)
+                raise ServerError(f"prompt {prompt_id} did not finish within {timeout:g} s ({done}): raise "
+                                  "--timeout, or check the server's console")
+            host.check_interrupt()
+            time.sleep(poll_interval)
+    except (KeyboardInterrupt,) + host.interrupt_exception_types():
+        log.warning("prompt %s %s", prompt_id, cancel_prompt(base, prompt_id))
+        raise
+    outputs = entry.get("outputs") or {}
 
     out_dir = Path(output_dir).resolve() if output_dir is not None else host.output_directory()
     files = _download(base, outputs, out_dir, min(timeout, 60))

@@ -12,31 +12,17 @@ import inspect
 import math
 from typing import Mapping
 
-from .workflow import WorkflowError, get_schema
-
-# Core ComfyUI nodes that need ComfyUI's models/samplers (the headless runner cannot run them).
-CORE_NODES = frozenset("""
-KSampler KSamplerAdvanced SamplerCustom SamplerCustomAdvanced CheckpointLoaderSimple CheckpointLoader
-CLIPTextEncode CLIPTextEncodeSDXL CLIPSetLastLayer CLIPLoader DualCLIPLoader CLIPVisionLoader
-CLIPVisionEncode VAEDecode VAEEncode VAEEncodeForInpaint VAEDecodeTiled VAEEncodeTiled VAELoader
-EmptyLatentImage LatentUpscale LatentUpscaleBy LoraLoader LoraLoaderModelOnly UNETLoader
-ControlNetLoader ControlNetApply ControlNetApplyAdvanced ImageScale ImageScaleBy
-ImagePadForOutpaint EmptyImage ImageCrop ImageBlend UpscaleModelLoader ImageUpscaleWithModel
-ConditioningCombine ConditioningSetArea ConditioningSetMask SetLatentNoiseMask InpaintModelConditioning
-LoadImageOutput SaveAnimatedWEBP SaveAnimatedPNG GrowMask FeatherMask CropMask
-ThresholdMask MaskComposite ImageCompositeMasked StringConcatenate ModelSamplingDiscrete
-""".split())
+from .errors import CORE_NODES, WorkflowError, malformed, unknown_class_message  # noqa: F401 - re-exported
+from .workflow import get_schema
 
 CONVERT = {"INT": int, "FLOAT": float, "STRING": str}
 
-
-def unknown_class_message(node_id, class_type) -> str:
-    if class_type in CORE_NODES:
-        return (f"node {node_id} ({class_type}) is a ComfyUI core node the headless runner cannot "
-                "run; run this workflow in ComfyUI or pass --server http://127.0.0.1:8188")
-    return (f"node {node_id} ({class_type}) is not a node class the headless runner knows (neither "
-            "this pack's nor a core stand-in): install the pack that provides it in ComfyUI and "
-            "run it there, or pass --server http://127.0.0.1:8188")
+def hidden_values(cls, node_id, prompt, extra_pnginfo) -> dict:
+    hidden = (cls.INPUT_TYPES().get("hidden") or {})
+    values = {"PROMPT": prompt if prompt is not None else {}, "EXTRA_PNGINFO": extra_pnginfo,
+              "UNIQUE_ID": node_id, "DYNPROMPT": None, "AUTH_TOKEN_COMFY_ORG": None,
+              "API_KEY_COMFY_ORG": None}
+    return {name: [values[kind]] for name, kind in hidden.items() if kind in values}
 
 
 def is_link(value) -> bool:
@@ -64,27 +50,38 @@ def _short(value, limit=60) -> str:
 
 
 def order_needed(prompt: Mapping, outputs: list) -> list:
-    """Topological order of the nodes the outputs need; raises WorkflowError on a cycle."""
+    """Topological order of the nodes the outputs need; raises WorkflowError on a cycle.
+
+    Depth-first post-order (inputs in declaration order), iterative: a chain of any length
+    (thousands of nodes) needs no Python recursion.
+    """
     order, state = [], {}
 
-    def visit(node_id, path):
-        if state.get(node_id) == "done":
-            return
-        if state.get(node_id) == "active":
-            cycle = path[path.index(node_id):] + [node_id]
-            raise WorkflowError(
-                "the workflow has a cycle: " + " -> ".join(
-                    f"{n} ({prompt[n]['class_type']})" for n in cycle)
-                + ": remove one of these links (ComfyUI cannot run loops either)")
-        state[node_id] = "active"
-        for value in prompt[node_id].get("inputs", {}).values():
-            if is_link(value) and value[0] in prompt:
-                visit(value[0], path + [node_id])
-        state[node_id] = "done"
-        order.append(node_id)
+    def deps(node_id):
+        return iter([v[0] for v in prompt[node_id].get("inputs", {}).values() if is_link(v) and v[0] in prompt])
 
     for out in outputs:
-        visit(out, [])
+        if state.get(out) == "done":
+            continue
+        stack = [(out, deps(out))]
+        state[out] = "active"
+        while stack:
+            node_id, pending = stack[-1]
+            child = next(pending, None)
+            if child is None:
+                stack.pop()
+                state[node_id] = "done"
+                order.append(node_id)
+            elif state.get(child) == "active":
+                path = [n for n, _ in stack]
+                cycle = path[path.index(child):] + [child]
+                raise WorkflowError(
+                    "the workflow has a cycle: " + " -> ".join(
+                        f"{n} ({prompt[n]['class_type']})" for n in cycle)
+                    + ": remove one of these links (ComfyUI cannot run loops either)")
+            elif state.get(child) != "done":
+                state[child] = "active"
+                stack.append((child, deps(child)))
     return order
 
 
@@ -94,8 +91,6 @@ def _sort_key(node_id):
 
 def validate_prompt(prompt: Mapping, node_classes: Mapping) -> list:
     """See _validate_prompt; a field of the wrong JSON type is a WorkflowError, not a crash."""
-    from .workflow import malformed  # noqa: PLC0415
-
     try:
         return _validate_prompt(prompt, node_classes)
     except (TypeError, AttributeError, KeyError, IndexError) as exc:
@@ -224,8 +219,6 @@ def _check_value(spec, value, checks: bool):
 
 def _custom_validation(cls, validator, v_args, v_kwargs, inputs, received_types, where) -> list:
     """Call VALIDATE_INPUTS with the constant inputs (linked ones are None), as ComfyUI does."""
-    from .execute import hidden_values  # noqa: PLC0415
-
     call = {}
     for name, value in inputs.items():
         if name in v_args or v_kwargs:

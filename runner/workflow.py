@@ -11,6 +11,7 @@ Node schemas come either from node classes (in-process) or from a server's ``/ob
 """
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import os
@@ -18,20 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .errors import WorkflowError, malformed, unknown_class_message  # noqa: F401 - WorkflowError, malformed re-exported
+
 FRONTEND_ONLY = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode"})
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 MODE_MUTED = 2
 MODE_BYPASS = 4
-
-
-class WorkflowError(ValueError):
-    """A workflow that cannot be converted, validated or run; ``messages`` has one line per problem."""
-
-    def __init__(self, messages):
-        if isinstance(messages, str):
-            messages = [messages]
-        self.messages = list(messages)
-        super().__init__("\n".join(self.messages))
 
 
 # ---------------------------------------------------------------- schemas
@@ -159,9 +152,13 @@ def load_workflow(path_or_dict) -> Workflow:
     if isinstance(path_or_dict, (str, os.PathLike)):
         source = str(path_or_dict)
         try:
-            data = json.loads(Path(path_or_dict).read_text(encoding="utf-8"))
+            # utf-8-sig: a UTF-8 byte-order mark (Windows editors write one) is accepted
+            data = json.loads(Path(path_or_dict).read_text(encoding="utf-8-sig"))
         except FileNotFoundError:
             raise WorkflowError(f"workflow file {source} does not exist: check the path") from None
+        except RecursionError:
+            raise WorkflowError(f"cannot read workflow {source}: its JSON is nested too deeply to be a "
+                                "workflow: save it again from the editor") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise WorkflowError(f"cannot read workflow {source}: {exc}: save it again as JSON") from None
     else:
@@ -270,34 +267,37 @@ def _subgraph_ids(ui: dict) -> set:
     return {s.get("id") for s in ((ui.get("definitions") or {}).get("subgraphs") or [])}
 
 
-def malformed(exc: Exception, what: str) -> "WorkflowError":
-    """A WorkflowError for a structural error found the hard way (a field of the wrong JSON type)."""
-    return WorkflowError(f"{what} is malformed ({type(exc).__name__}: {exc}): a field has the wrong JSON "
-                         "type or is missing; save the workflow again from the editor")
+def to_api_prompt(workflow, node_classes: Mapping, *, server: bool = False) -> dict:
+    """The API-format prompt of a workflow (see _to_api_prompt); malformed JSON is a WorkflowError.
 
-
-def to_api_prompt(workflow, node_classes: Mapping) -> dict:
-    """The API-format prompt of a workflow (see _to_api_prompt); malformed JSON is a WorkflowError."""
+    ``server``: the schemas are a server's /object_info (messages then give the fixes that work there).
+    """
     try:
-        return _to_api_prompt(workflow, node_classes)
+        return _to_api_prompt(workflow, node_classes, server)
+    except RecursionError:
+        raise WorkflowError("the workflow's JSON is nested too deeply to be a workflow: save it again "
+                            "from the editor") from None
     except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
         if isinstance(exc, WorkflowError):
             raise
         raise malformed(exc, "the workflow") from None
 
 
-def _to_api_prompt(workflow, node_classes: Mapping) -> dict:
+def _to_api_prompt(workflow, node_classes: Mapping, server: bool = False) -> dict:
     """API-format prompt ``{id: {class_type, inputs, _meta}}`` for a UI- or API-format workflow.
 
     ``node_classes`` maps class_type to a node class or to a /object_info entry. Raises
     WorkflowError listing every problem (unknown class, wrong widget count, broken link).
     """
-    from .validate import unknown_class_message  # noqa: PLC0415 - avoids a module cycle
-
     workflow = load_workflow(workflow)
     if workflow.format == "api":
         return copy.deepcopy(workflow.data)
     ui = workflow.data
+    counts = collections.Counter(n.get("id") for n in ui["nodes"])
+    repeated = sorted(str(i) for i, n in counts.items() if n > 1)
+    if repeated:
+        raise WorkflowError(f"the workflow has several nodes with the same id {', '.join(repeated)}: links and "
+                            "--set cannot tell them apart; open it in the editor (which renumbers them) and save again")
     nodes = {n.get("id"): n for n in ui["nodes"]}
     links = _links(ui)
     subgraphs = _subgraph_ids(ui)
@@ -308,13 +308,15 @@ def _to_api_prompt(workflow, node_classes: Mapping) -> dict:
         if ctype in FRONTEND_ONLY or mode in (MODE_MUTED, MODE_BYPASS):
             continue
         if ctype in subgraphs:
-            errors.append(f"{_describe(node)} is a subgraph, which the headless runner does not "
-                          "expand: unpack it in the editor (right-click > Unpack Subgraph) or pass "
-                          "--server URL")
+            how = ("a server runs only the expanded prompt the editor sends: unpack it in the editor "
+                   "(right-click > Unpack Subgraph) and save, or export the workflow with Export (API)"
+                   if server else "the headless runner does not expand it: unpack it in the editor "
+                   "(right-click > Unpack Subgraph) or pass --server URL")
+            errors.append(f"{_describe(node)} is a subgraph; {how}")
             continue
         schema = get_schema(node_classes, ctype)
         if schema is None:
-            errors.append(unknown_class_message(node.get("id"), ctype))
+            errors.append(unknown_class_message(node.get("id"), ctype, server=server))
             continue
         inputs = _widget_values(node, schema, errors)
         for slot in node.get("inputs") or []:
@@ -401,3 +403,88 @@ def apply_sets(prompt: dict, sets, node_classes: Mapping) -> dict:
 
 def _id_key(node_id):
     return (0, int(node_id), "") if str(node_id).isdigit() else (1, 0, str(node_id))
+
+
+# ---------------------------------------------------------------- --set in the saved UI workflow
+def _ui_set_primitive(ui: dict, nodes: dict, links: dict, link_id, value) -> bool:
+    """Follow ``link_id`` through Reroutes; set a PrimitiveNode's value. False if it is not one."""
+    seen = set()
+    while link_id is not None and link_id in links and link_id not in seen:
+        seen.add(link_id)
+        origin = nodes.get(links[link_id][0])
+        if origin is None:
+            return False
+        if origin.get("type") == "Reroute":
+            link_id = ((origin.get("inputs") or [{}])[0]).get("link")
+            continue
+        if origin.get("type") == "PrimitiveNode":
+            values = origin.get("widgets_values")
+            if isinstance(values, list) and values:
+                values[0] = value
+            else:
+                origin["widgets_values"] = [value]
+            return True
+        return False
+    return False
+
+
+def _ui_unlink(ui: dict, node: dict, slot: dict) -> None:
+    """Disconnect ``slot`` of ``node`` in the UI JSON (the link is gone from every list)."""
+    link_id = slot.get("link")
+    slot["link"] = None
+    kept = []
+    for link in ui.get("links") or []:
+        lid = link.get("id") if isinstance(link, Mapping) else (link[0] if link else None)
+        if lid != link_id:
+            kept.append(link)
+    ui["links"] = kept
+    for other in ui.get("nodes") or []:
+        for out in other.get("outputs") or []:
+            if isinstance(out.get("links"), list) and link_id in out["links"]:
+                out["links"] = [x for x in out["links"] if x != link_id]
+
+
+def ui_with_sets(ui: dict | None, prompt: Mapping, sets, node_classes: Mapping) -> dict | None:
+    """A copy of the UI workflow holding the ``--set`` values, so the workflow stored in a saved
+    PNG (what the editor restores) reproduces the image: the widget value is replaced; a value fed
+    by a PrimitiveNode is set there; a widget input linked to another node's output is
+    disconnected (the --set value replaced that link in the prompt that ran)."""
+    if ui is None or not sets:
+        return ui
+    ui = copy.deepcopy(ui)
+    nodes = {str(n.get("id")): n for n in ui.get("nodes") or [] if isinstance(n, Mapping)}
+    by_id = {n.get("id"): n for n in nodes.values()}
+    links = _links(ui)
+    for item in sets:
+        node_id, name, _ = parse_set(item) if isinstance(item, str) else map(str, item)
+        node, entry = nodes.get(node_id), prompt.get(node_id)
+        if node is None or entry is None or name not in entry.get("inputs", {}):
+            continue
+        value = entry["inputs"][name]
+        schema = get_schema(node_classes, node.get("type"))
+        spec = schema.input(name) if schema is not None else None
+        if spec is None or not spec.is_widget:
+            import logging  # noqa: PLC0415
+
+            logging.getLogger(__name__).warning(
+                "--set %s.%s: %r is not a widget in the editor, so the saved workflow cannot hold its value",
+                node_id, name, name)
+            continue
+        slot = next((s for s in node.get("inputs") or []
+                     if ((s.get("widget") or {}).get("name") or s.get("name")) == name), None)
+        if slot is not None and slot.get("link") is not None:
+            if _ui_set_primitive(ui, by_id, links, slot["link"], value):
+                continue
+            _ui_unlink(ui, node, slot)
+        values = node.get("widgets_values")
+        if isinstance(values, Mapping):
+            values[name] = value
+            continue
+        index = 0
+        for widget in schema.widgets:
+            if widget.name == name:
+                break
+            index += widget.widget_value_count
+        if isinstance(values, list) and index < len(values):
+            values[index] = value
+    return ui

@@ -462,7 +462,9 @@ def test_server_mode_converts_submits_polls_and_downloads(fake_server, tmp_path)
     result = run_on_server(ui, fake_server, sets=["1.seed=9"], output_dir=tmp_path / "dl", poll_interval=0.01)
     body = _FakeComfy.received[0]
     assert strip_meta(body["prompt"]) == strip_meta(runner.apply_sets(runner.to_api_prompt(ui, TOYS), ["1.seed=9"], TOYS))
-    assert body["extra_data"]["extra_pnginfo"]["workflow"] == ui
+    saved = body["extra_data"]["extra_pnginfo"]["workflow"]  # holds the --set value (provenance)
+    assert saved["nodes"][0]["widgets_values"] == ["cat", 9, "fixed", "upper"]
+    assert strip_meta(runner.to_api_prompt(saved, TOYS)) == strip_meta(body["prompt"])
     assert result.prompt_id == "p1" and result.files == [tmp_path / "dl" / "s" / "x_00001_.png"]
     assert result.files[0].read_bytes() == _FakeComfy.png
     _FakeComfy.received, _FakeComfy.fail = [], "validation"
