@@ -108,7 +108,7 @@ def render_natural(terms, language: str = "english", template: str = "") -> str:
             if tier:
                 sentences.append(fmt.format(join_list(tier, language)))
     body = " ".join(_sentence(_capital(s)) for s in sentences)
-    template = " ".join((template or "").split())
+    template = safe_term(template)
     if not template:
         return body
     if "{keywords}" in template:
@@ -151,7 +151,7 @@ def json_fields(terms, template: str = "") -> dict[str, str]:
                 fields[name].remove(first)
                 break
         fields["subject"].append(first)
-    parts = [" ".join(p.split()).strip(" ,;") for p in (template or "").split("{keywords}")]
+    parts = [safe_term(p).strip(" ,;") for p in (template or "").split("{keywords}")]
     template = ", ".join(p for p in parts if p)
     if template:
         fields["style"].append(template)
