@@ -44,6 +44,9 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p.add_argument("--quantization", default="none",
                    help=f"one of: {', '.join(QUANTIZATIONS)} (prefixes such as int8-dynamic work)")
     p.add_argument("--allow-download", action="store_true", help="allow a Hugging Face repo id to be downloaded")
+    from .caption_server import add_server_arguments
+
+    add_server_arguments(p)
 
 
 def _quantization(value: str) -> str:
@@ -93,7 +96,11 @@ def command(args) -> int:
     # one caption file per image, writable, before the model loads (caption_files checks again)
     check_targets(caption_targets(paths, args.output), mode)
     model_path = Path(args.model).expanduser()
-    if model_path.is_absolute():
+    if args.server:  # an OpenAI-compatible model server instead of a local model
+        from .caption_server import server_captioner
+
+        captioner = server_captioner(args)
+    elif model_path.is_absolute():
         if not model_path.is_dir():
             raise ValueError(f"--model {args.model!r} is not a folder: give a model folder or a name under models/LLM")
         check_safe_folder(model_path)

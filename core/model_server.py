@@ -331,3 +331,10 @@ def chat(base_url: str, model: str, messages: list, options: ServerOptions, *, m
         log.info("model server %s: connection failed (attempt %d); retrying", base_url, attempt + 1)
         _sleep_backoff(attempt, None)
     raise ModelServerError(f"model server {base_url}: no answer after {int(options.max_retries) + 1} attempts")
+
+
+def connect_captioner(base_url: str, model: str = "", options: ServerOptions | None = None, *, check: bool = True):
+    """A ServerCaptioner for (base_url, model, options): what a worker (Ray) or the CLI rebuilds from settings."""
+    from .server_models import connect
+
+    return connect(base_url, model, options or ServerOptions(), check=check)[0]

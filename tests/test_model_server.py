@@ -332,3 +332,35 @@ def test_no_key_in_a_saved_image_or_the_workflow(monkeypatch, tmp_path):
     for path in written:
         assert secret.encode() not in path.read_bytes(), path
     assert secret not in repr(prompt) and secret not in repr(result)
+
+
+def test_cli_captions_a_folder_through_a_server_resumably(image_server, tmp_path, capsys):
+    from PIL import Image
+
+    from llm_assist.cli import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, size in enumerate([(80, 40), (30, 60), (50, 50)]):
+        Image.new("RGB", size, (40 * i, 90, 200)).save(folder / f"p{i}.png")
+    argv = ["caption", str(folder), "--server", image_server.url, "--model", "vision-test", "--max-side", "32",
+            "--concurrency", "2"]
+    assert main(argv) == 0
+    assert [(folder / f"p{i}.txt").read_text().strip() for i in range(3)] == [
+        "image 32x16 png", "image 16x32 png", "image 32x32 png"]
+    assert len(image_server.requests) == 3
+    (folder / "p1.txt").unlink()
+    assert main(argv) == 0  # resumed: only the image without a caption file is sent
+    assert len(image_server.requests) == 4 and (folder / "p1.txt").read_text().strip() == "image 16x32 png"
+    assert "2 skipped" in capsys.readouterr().out
+
+
+def test_cli_user_is_the_owner_of_the_server_grant():
+    from llm_assist.cli.caption_server import server_grant
+
+    with pytest.raises(owner.NotGranted):
+        normalize_base_url("http://10.9.8.7:8000/v1")
+    with server_grant("http://10.9.8.7:8000/v1"):
+        assert normalize_base_url("http://10.9.8.7:8000/v1") == "http://10.9.8.7:8000/v1"
+    with pytest.raises(owner.NotGranted):
+        normalize_base_url("http://10.9.8.7:8000/v1")
