@@ -10,12 +10,42 @@ def category(stage: str) -> str:
     return f"{CATEGORY_ROOT}/{stage}"
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # core.hf_loading.PICKLE_SUFFIXES (kept light here)
+DIFFUSERS_SUBFOLDERS = ("unet", "vae", "text_encoder", "text_encoder_2", "transformer")  # checked by the loader
+
+
+def loadable_models(kind: str, names: list[str], want: str = "dirs") -> list[str]:
+    """``names`` without what the loaders always refuse: pickle files (.ckpt, .pt...) and folders
+    whose weights are pickles only (the same folders core.hf_loading.check_safe_folder refuses)."""
+    from ..core import host
+
+    def pickle_only(folder) -> bool:
+        files = [p.name.lower() for p in folder.iterdir() if p.is_file()]
+        return any(f.endswith(PICKLE_SUFFIXES) for f in files) and not any(f.endswith(".safetensors") for f in files)
+
+    kept = []
+    for name in names:
+        if name.lower().endswith(PICKLE_SUFFIXES):
+            continue
+        if want == "dirs":
+            try:
+                folder = host.resolve_model(kind, name)
+                subs = [folder / s for s in DIFFUSERS_SUBFOLDERS] if kind == "diffusers" else []
+                if any(pickle_only(f) for f in (folder, *subs) if f.is_dir()):
+                    continue
+            except (OSError, ValueError):
+                continue
+        kept.append(name)
+    return kept
+
+
 def model_choices(kind: str, want: str = "dirs", exts: tuple[str, ...] = (".safetensors",)) -> list[str]:
-    """Model names for a combo; a placeholder when the folder is empty so the node still loads."""
+    """Model names for a combo (only what the loader will load); a placeholder when the folder is
+    empty so the node still loads."""
     from ..core import host
 
     try:
-        names = host.list_models(kind, want=want, exts=exts)
+        names = loadable_models(kind, host.list_models(kind, want=want, exts=exts), want)
     except Exception:  # a broken folder must not break ComfyUI's /object_info
         names = []
     return names or [NO_MODELS]

@@ -1,10 +1,10 @@
 """Draw stage: Load Diffusion Pipeline, Generate, Enhance, Repair, Edit. Thin adapters over core.diffusion."""
 from __future__ import annotations
 
-from ._common import NO_MODELS, category, device_inputs, load_options
+from ._common import NO_MODELS, category, device_inputs, load_options, loadable_models
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
-_CKPT_EXTS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+_CKPT_EXTS = (".safetensors",)  # pickles (.ckpt, .pt...) are always refused, so never listed
 
 
 def _pipeline_choices() -> list[str]:
@@ -13,7 +13,7 @@ def _pipeline_choices() -> list[str]:
     names: list[str] = []
     for kind, want, exts in (("diffusers", "dirs", (".safetensors",)), ("checkpoints", "files", _CKPT_EXTS)):
         try:
-            names += host.list_models(kind, want=want, exts=exts)
+            names += loadable_models(kind, host.list_models(kind, want=want, exts=exts), want)
         except Exception:  # a broken folder must not break /object_info
             pass
     return names or [NO_MODELS]

@@ -141,17 +141,24 @@ class _Marker:
 def test_pickle_weights_are_refused_and_never_unpickled(node, tiny_models, root, tmp_path):
     marker = tmp_path / "unpickled.marker"
     payload = pickle.dumps(_Marker(marker))
+    # the combo never lists pickles (test_lists_show_only_what_the_loader_loads); the loader refuses
+    # them too when the name arrives another way (a typed repo_id, the Python API)
     if node == "LLMAssistLoadPipeline":
+        from llm_assist.core.diffusion.loading import load_pipeline
+        from llm_assist.core.hf_loading import LoadOptions
+
         (root / "checkpoints" / "evil.ckpt").write_bytes(payload)
-        with pytest.raises(ValueError, match="safetensors"):
+        with pytest.raises(ValueError, match="not one of its options"):
             _load(node, model="evil.ckpt")
+        with pytest.raises(ValueError, match="safetensors"):
+            load_pipeline("evil.ckpt", options=LoadOptions(device="cpu"))
     else:
         kind, name = LOADERS[node]
         folder = _copy(tiny_models, kind, name, root, "evil")
         (folder / "model.safetensors").unlink()
         (folder / "pytorch_model.bin").write_bytes(payload)
         with pytest.raises(ValueError, match="safetensors"):
-            _load(node, model="evil")
+            _load(node, model=NODES[node].INPUT_TYPES()["required"]["model"][0][0], repo_id="evil")
     assert not marker.exists(), "a pickle was unpickled"
 
 
@@ -321,3 +328,25 @@ def test_save_image_cannot_write_outside_the_output_folder(prefix, tmp_path):
     outside = [p for p in tmp_path.rglob("*.png") if out not in p.parents]
     assert outside == [], f"SaveImage wrote outside the output folder: {outside}"
     assert not Path("/tmp/escaped_abs_00001_.png").exists()
+
+
+@pytest.mark.parametrize("node", ALL_LOADERS)
+def test_lists_show_only_what_the_loader_loads(node, tiny_models, root):
+    """No pickle checkpoint files and no pickle-only model folders in a loader's combo."""
+    if node == "LLMAssistLoadPipeline":
+        (root / "checkpoints" / "old.ckpt").write_bytes(b"x")
+        (root / "checkpoints" / "old.pt").write_bytes(b"x")
+        shutil.copy(next((tiny_models / "checkpoints").glob("*.safetensors")), root / "checkpoints" / "good.safetensors")
+        folder = _copy(tiny_models, "diffusers", "tiny-sd15", root, "pickled-unet")
+        for f in (folder / "unet").glob("*.safetensors"):
+            f.rename(f.with_suffix(".bin"))
+        _copy(tiny_models, "diffusers", "tiny-sd15", root, "good")
+        bad, good = ["old.ckpt", "old.pt", "pickled-unet"], ["good.safetensors", "good"]
+    else:
+        kind, name = LOADERS[node]
+        folder = _copy(tiny_models, kind, name, root, "pickled")
+        (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+        _copy(tiny_models, kind, name, root, "good")
+        bad, good = ["pickled"], ["good"]
+    listed = NODES[node].INPUT_TYPES()["required"]["model"][0]
+    assert set(good) <= set(listed) and not set(bad) & set(listed), listed
