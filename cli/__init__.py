@@ -16,7 +16,7 @@ _COMMANDS = {
     "make-tiny-models": ("cli.tiny_models", "Build offline tiny random-weight models laid out like ComfyUI's models/."),
     "run": ("cli.run", "Execute a workflow (API or UI format) headless, or submit it to a ComfyUI server."),
     "keywords": ("cli.keywords", "Extract keywords: captions on stdin, one JSON list of [phrase, score] per line on stdout."),
-    "caption": ("cli.caption", "Caption every image in a folder, writing <image>.txt beside each (resumable)."),
+    "caption": ("cli.caption", "Caption every image of a folder, glob or manifest, writing <image>.txt beside each (resumable; --engine ray scales out)."),
     "demo": ("cli.demo", "Run an example workflow headless: real models when present, else the tiny offline models."),
 }
 

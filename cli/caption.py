@@ -21,7 +21,9 @@ def add_parser(sub, name: str, help_text: str) -> None:
     from ..core.hf_loading import DEVICES, DTYPES, QUANTIZATIONS
 
     p = sub.add_parser(name, help=help_text, description=__doc__.split("\n\n", 1)[1].strip())
-    p.add_argument("folder", help="folder of images")
+    p.add_argument("folder", metavar="SOURCE",
+                   help="a folder of images, a glob such as 'photos/**/*.jpg' (quoted), or a .jsonl/.parquet "
+                        "manifest with a path column")
     p.add_argument("--model", required=True,
                    help="captioner folder name under MODELS/LLM (or an absolute path to a model folder)")
     p.add_argument("--models", help="models folder laid out like ComfyUI's models/ (default: $LLM_ASSIST_MODELS or ./models)")
@@ -47,6 +49,9 @@ def add_parser(sub, name: str, help_text: str) -> None:
     from .caption_server import add_server_arguments
 
     add_server_arguments(p)
+    from .caption_dataset import add_engine_arguments
+
+    add_engine_arguments(p)
 
 
 def _quantization(value: str) -> str:
@@ -91,10 +96,16 @@ def command(args) -> int:
     settings = captioning.CaptionSettings(preset=preset, custom_instruction=args.instruction,
                                           max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
                                           seed=args.seed, batch_size=args.batch_size)
-    paths = image_folder.list_images(args.folder, args.glob, "natural", recursive=args.recursive)
+    from ..core.dataset_source import list_source
+
+    paths = list_source(args.folder, args.glob, recursive=args.recursive)
     mode = image_folder.normalize_mode(args.mode)
     # one caption file per image, writable, before the model loads (caption_files checks again)
     check_targets(caption_targets(paths, args.output), mode)
+    if args.engine == "ray" or args.manifest:
+        from .caption_dataset import command as dataset_command
+
+        return dataset_command(args, paths, options, settings)
     model_path = Path(args.model).expanduser()
     if args.server:  # an OpenAI-compatible model server instead of a local model
         from .caption_server import server_captioner

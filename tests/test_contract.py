@@ -27,7 +27,7 @@ def test_pack_registers_nodes():
 
 def test_import_is_light():
     code = (
-        "import sys, llm_assist; heavy = [m for m in ('torch', 'transformers', 'diffusers', 'numpy', 'PIL') "
+        "import sys, llm_assist; heavy = [m for m in ('torch', 'transformers', 'diffusers', 'numpy', 'PIL', 'ray', 'httpx') "
         "if m in sys.modules]; print(','.join(heavy)); sys.exit(1 if heavy else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
