@@ -15,6 +15,7 @@ do_sample / temperature / seed widgets do not apply to a server backend; their m
 from __future__ import annotations
 
 import base64
+import contextvars
 import io
 import logging
 import threading
@@ -97,7 +98,8 @@ def run_requests(base_url: str, model: str, options: ServerOptions, message_list
             raise host.Interrupted("processing interrupted by the user") from None
         return results
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llma-server") as pool:
-        futures = [pool.submit(one, i) for i in range(count)]
+        # each task runs in a copy of this context: inside ComfyUI the progress hook finds the node
+        futures = [pool.submit(contextvars.copy_context().run, one, i) for i in range(count)]
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)

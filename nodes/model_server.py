@@ -7,7 +7,7 @@ DEFAULT_URL = "http://127.0.0.1:11434/v1"
 _SAMPLING = (
     "Sampling for every request made through this connection (Caption Image, Expand Prompt, Extract Keywords "
     "llm): the nodes' own do_sample / temperature / seed widgets do not apply to a server; their "
-    "max_new_tokens does. Caching: temperature 0 with this seed left fixed counts as deterministic, so ComfyUI "
+    "max_new_tokens does. Caching: temperature 0 with server_seed left fixed counts as deterministic, so ComfyUI "
     "reuses earlier results until an input changes; any temperature above 0 makes this node (and everything "
     "after it) run again on every queue."
 )
@@ -47,7 +47,7 @@ class LLMAssistConnectModelServer:
                     "e.g. 'llava:7b' on Ollama. Empty: the first model the server lists.")}),
                 "temperature": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 2.0, "step": 0.05,
                                           "tooltip": "0 = greedy (deterministic). " + _SAMPLING}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0x7FFFFFFF,
+                "server_seed": ("INT", {"default": 0, "min": 0, "max": 0x7FFFFFFF,
                                  "tooltip": "Sent to servers that honour it (vLLM, llama-server, Ollama, transformers serve). " + _SAMPLING}),
                 "max_side": ("INT", {"default": 1024, "min": 64, "max": 8192, "step": 64,
                                      "tooltip": "Images are downscaled so their longest side is at most this many pixels before sending."}),
@@ -82,13 +82,13 @@ class LLMAssistConnectModelServer:
             return str(exc)
         return True
 
-    def connect(self, base_url, model, temperature, seed, max_side, image_format, concurrency, timeout,
+    def connect(self, base_url, model, temperature, server_seed, max_side, image_format, concurrency, timeout,
                 max_retries, stop=""):
         from ..core.model_server import ServerOptions
         from ..core.server_models import connect
 
         options = ServerOptions(timeout=float(timeout), max_retries=int(max_retries), temperature=float(temperature),
-                                seed=int(seed), stop=tuple(s for s in (stop or "").splitlines() if s.strip()),
+                                seed=int(server_seed), stop=tuple(s for s in (stop or "").splitlines() if s.strip()),
                                 max_side=int(max_side), image_format=image_format, concurrency=int(concurrency))
         captioner, language_model, models = connect(base_url, model, options)
         listed = "\n".join(models)

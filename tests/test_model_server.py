@@ -7,7 +7,7 @@ import pickle
 import threading
 
 import pytest
-from server_support import ImageServer, TransformersServe, build_chatty_model, free_port, png_size_and_format, silent_socket
+from server_support import ImageServer, free_port, png_size_and_format, silent_socket
 
 from llm_assist import NODE_CLASS_MAPPINGS as NODES
 from llm_assist.core import host, owner
@@ -15,18 +15,6 @@ from llm_assist.core.model_server import ModelServerError, ServerOptions, list_m
 from llm_assist.core.server_models import ServerCaptioner, ServerLanguageModel, connect, image_data_url
 
 FAST = dict(timeout=60.0, max_retries=1)
-
-
-@pytest.fixture(scope="session")
-def serve(tiny_models, tmp_path_factory):
-    from transformers.utils.import_utils import is_serve_available
-
-    assert is_serve_available(), "transformers serve needs fastapi, uvicorn and openai (requirements-test.txt)"
-    folder = tmp_path_factory.mktemp("serve")
-    model = build_chatty_model(tiny_models / "LLM" / "tiny-qwen2-chat", folder / "tiny-qwen2-chatty")
-    server = TransformersServe(model, folder / "serve.log").start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture()
@@ -38,7 +26,7 @@ def image_server():
 
 def _connect(url, model="", **options):
     out = NODES["LLMAssistConnectModelServer"]().connect(
-        base_url=url, model=model, temperature=options.pop("temperature", 0.0), seed=options.pop("seed", 0),
+        base_url=url, model=model, temperature=options.pop("temperature", 0.0), server_seed=options.pop("seed", 0),
         max_side=options.pop("max_side", 1024), image_format=options.pop("image_format", "png"),
         concurrency=options.pop("concurrency", 2), timeout=options.pop("timeout", 60.0),
         max_retries=options.pop("max_retries", 1), **options)
@@ -91,8 +79,8 @@ def test_streaming_moves_progress_per_token_and_fixed_seed_greedy_is_determinist
     assert steps == sorted(steps) and seen[-1] == (16, 16)
     assert _expand(lm, max_new_tokens=16) == first  # temperature 0: the same text again
     node = NODES["LLMAssistConnectModelServer"]
-    assert node.IS_CHANGED(temperature=0.0, seed=3) == node.IS_CHANGED(temperature=0.0, seed=3)
-    assert math.isnan(node.IS_CHANGED(temperature=0.5, seed=3))
+    assert node.IS_CHANGED(temperature=0.0, server_seed=3) == node.IS_CHANGED(temperature=0.0, server_seed=3)
+    assert math.isnan(node.IS_CHANGED(temperature=0.5, server_seed=3))
 
 
 def test_cancel_mid_stream_stops_within_a_token_and_the_pool_stays_usable(serve):
@@ -305,7 +293,7 @@ def test_no_key_in_a_saved_image_or_the_workflow(monkeypatch, tmp_path):
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
         "2": {"class_type": "LLMAssistConnectModelServer", "inputs": {
-            "base_url": server.url, "model": "vision-test", "temperature": 0.0, "seed": 0, "max_side": 1024,
+            "base_url": server.url, "model": "vision-test", "temperature": 0.0, "server_seed": 0, "max_side": 1024,
             "image_format": "png", "concurrency": 2, "timeout": 30.0, "max_retries": 1}},
         "3": {"class_type": "LLMAssistCaptionImage", "inputs": {
             "captioner": ["2", 0], "image": ["1", 0], "instruction": "short", "custom_instruction": "",
