@@ -33,10 +33,24 @@ def _connect(url, model="", **options):
     return out["result"]
 
 
+def _widget_defaults(node_id: str) -> dict:
+    """Every widget's default (a combo's default or first option), as the editor would send it."""
+    spec = NODES[node_id].INPUT_TYPES()
+    out = {}
+    for section in ("required", "optional"):
+        for name, value in (spec.get(section) or {}).items():
+            options = value[1] if len(value) > 1 else {}
+            if isinstance(value[0], list):
+                out[name] = options.get("default", value[0][0])
+            elif "default" in options:
+                out[name] = options["default"]
+    return out
+
+
 def _expand(lm, text="a red fox in the snow", max_new_tokens=12, token_budget=0, temperature=0.7, seed=0):
-    out = NODES["LLMAssistExpandPrompt"]().expand(
-        mode="generate", preset="sd prompt", custom_instruction="", seed=seed, max_new_tokens=max_new_tokens,
-        temperature=temperature, token_budget=token_budget, fixed_text="", language_model=lm, text=text)
+    out = NODES["LLMAssistExpandPrompt"]().expand(**{
+        **_widget_defaults("LLMAssistExpandPrompt"), "mode": "generate", "seed": seed, "max_new_tokens": max_new_tokens,
+        "temperature": temperature, "token_budget": token_budget, "language_model": lm, "text": text})
     return out["result"][0]
 
 
@@ -352,3 +366,25 @@ def test_cli_user_is_the_owner_of_the_server_grant():
         assert normalize_base_url("http://10.9.8.7:8000/v1") == "http://10.9.8.7:8000/v1"
     with pytest.raises(owner.NotGranted):
         normalize_base_url("http://10.9.8.7:8000/v1")
+
+
+@pytest.mark.parametrize("temperature, asks_again", [(0.0, False), (0.5, True)])
+def test_temperature_0_is_cached_and_sampling_reruns(image_server, tmp_path, temperature, asks_again):
+    from llm_assist import runner
+
+    runner.clear_caches()
+    prompt = {
+        "1": {"class_type": "LLMAssistConnectModelServer", "inputs": {
+            "base_url": image_server.url, "model": "vision-test", "temperature": temperature, "server_seed": 7,
+            "max_side": 1024, "image_format": "png", "concurrency": 2, "timeout": 30.0, "max_retries": 0}},
+        "2": {"class_type": "LLMAssistExpandPrompt", "inputs": {
+            **_widget_defaults("LLMAssistExpandPrompt"), "mode": "generate", "max_new_tokens": 8, "temperature": 0.0,
+            "token_budget": 0, "language_model": ["1", 1], "text": "a cat"}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
+    }
+    first = runner.execute_prompt(prompt, output_dir=tmp_path)
+    asked = len(image_server.requests)
+    second = runner.execute_prompt(prompt, output_dir=tmp_path)
+    assert asked >= 1 and first.outputs["3"] == second.outputs["3"]
+    assert (len(image_server.requests) > asked) is asks_again
+    assert ("2" in second.executed) is asks_again
