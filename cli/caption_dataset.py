@@ -37,19 +37,38 @@ def command(args, paths, options, settings) -> int:
     from ..core import host
     from ..core.dataset_job import CaptionJob
     from ..core.dataset_manifest import Manifest
-    from ..core.dataset_run import RayOptions, require_ray, run
-    from ..core.image_folder import normalize_mode
-    from .caption import _Bar
+    from ..core.dataset_run import RayOptions, require_ray
 
     if args.engine == "ray":
         require_ray()  # before anything else, so a missing extra is the first thing said
-    job = CaptionJob(model=args.model, models_root=str(host.models_root().resolve()),
-                     device=options.device, dtype=options.dtype, quantization=options.quantization,
-                     allow_download=options.allow_download, settings=settings,
+    server_options = None
+    if args.server:
+        from .caption_server import server_captioner, server_options as make_server_options
+
+        server_options = make_server_options(args)
+        server_captioner(args)  # reachable, key accepted, model served: checked once, before any worker starts
+    job = CaptionJob(model="" if args.server else args.model, server=args.server,
+                     server_model=args.model if args.server else "", server_options=server_options,
+                     models_root=str(host.models_root().resolve()), device=options.device, dtype=options.dtype,
+                     quantization=options.quantization, allow_download=options.allow_download, settings=settings,
                      keywords_top_k=args.keywords_top_k)
     ray_options = RayOptions(address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
                              gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size)
     manifest = Manifest(args.manifest) if args.manifest else None
+    if args.server:
+        from .caption_server import server_grant
+
+        with server_grant(args.server):
+            return _run(args, paths, job, ray_options, manifest)
+    return _run(args, paths, job, ray_options, manifest)
+
+
+def _run(args, paths, job, ray_options, manifest) -> int:
+    from ..core import host
+    from ..core.dataset_run import run
+    from ..core.image_folder import normalize_mode
+    from .caption import _Bar
+
     log.info("captioning %d images from %s with %s on the %s engine", len(paths), args.folder, job.label(), args.engine)
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger(host.__name__).setLevel(logging.WARNING)

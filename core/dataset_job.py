@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .captioning import CaptionSettings
 
@@ -21,6 +22,7 @@ class CaptionJob:
     model: str = ""  # a folder name under models/LLM, or an absolute model folder
     server: str = ""  # an OpenAI-compatible base URL instead of a local model
     server_model: str = ""
+    server_options: Any = None  # core.model_server.ServerOptions (a frozen dataclass), None = defaults
     models_root: str = ""
     device: str = "auto"
     dtype: str = "auto"
@@ -41,7 +43,7 @@ def load_job_captioner(job: CaptionJob):
     if job.server:
         from . import model_server
 
-        return model_server.connect_captioner(job.server, job.server_model)
+        return model_server.connect_captioner(job.server, job.server_model, job.server_options)
     if job.models_root:
         host.set_models_root(job.models_root)
     with owner.override(allow_download=bool(job.allow_download)):  # the CLI user is the owner

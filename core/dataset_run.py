@@ -117,6 +117,11 @@ def _runtime_env(job: CaptionJob) -> dict:
     env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
     if job.models_root:
         env["LLM_ASSIST_MODELS"] = job.models_root
+    if job.server:  # the driver's user granted this host (the CLI user is the owner): so may the workers
+        from urllib.parse import urlsplit
+
+        hosts = [h for h in env.get("LLM_ASSIST_SERVER_HOSTS", "").split(",") if h.strip()]
+        env["LLM_ASSIST_SERVER_HOSTS"] = ",".join(dict.fromkeys([*hosts, urlsplit(job.server).hostname or ""]))
     return {"env_vars": env} if env else {}
 
 
@@ -153,9 +158,10 @@ class _Writer:
     manifest: Manifest | None
     sidecars: bool
     mode: str
-    output_dir: str | None
     prefix: str
     suffix: str
+
+    targets: dict[str, Path]
 
     def __post_init__(self):
         self.statuses: dict[str, int] = {}
@@ -165,25 +171,25 @@ class _Writer:
 
         if self.sidecars:
             for row in rows:
-                status = write_caption(row.path, row.caption, output_dir=self.output_dir, mode=self.mode,
-                                       prefix=self.prefix, suffix=self.suffix).status
+                status = write_caption(row.path, row.caption, mode=self.mode, prefix=self.prefix, suffix=self.suffix,
+                                       target=self.targets[row.path]).status
                 self.statuses[status] = self.statuses.get(status, 0) + 1
         if self.manifest is not None:
             self.manifest.append(rows)
 
 
 def pending(paths: list[Path], *, manifest: Manifest | None, sidecars: bool, mode: str,
-            output_dir: str | None) -> list[Path]:
+            targets: dict[str, Path]) -> list[Path]:
     """The images still to caption. With a manifest, those not in it (the manifest is the job's
     record; a caption file that exists is kept in skip mode, and its row is written again).
     Without one, in skip mode, those without a caption file; otherwise all."""
-    from .image_folder import caption_path, normalize_mode
+    from .image_folder import normalize_mode
 
     if manifest is not None:
         done = manifest.done()
         return [p for p in paths if str(p) not in done]
     if sidecars and normalize_mode(mode) == "skip existing":
-        return [p for p in paths if not caption_path(p, output_dir).exists()]
+        return [p for p in paths if not targets[str(p)].exists()]
     return list(paths)
 
 
@@ -199,10 +205,17 @@ def run(paths: list[Path], job: CaptionJob, options: RayOptions = RayOptions(), 
         raise ValueError(f"--engine must be one of {ENGINES}, got {engine!r}")
     if not sidecars and manifest is None:
         raise ValueError("--no-sidecars needs --manifest: otherwise the captions would go nowhere")
+    from .captioning_folder import caption_targets, check_targets
+
     start = time.perf_counter()
-    todo = pending(paths, manifest=manifest, sidecars=sidecars, mode=mode, output_dir=output_dir)
+    paths = [Path(p) for p in paths]
+    targets: dict[str, Path] = {}
+    if sidecars:  # one caption file per image, each writable: checked before any work
+        targets = {str(p): t for p, t in zip(paths, caption_targets(paths, output_dir))}
+        check_targets(list(targets.values()), mode)
+    todo = pending(paths, manifest=manifest, sidecars=sidecars, mode=mode, targets=targets)
     already = len(paths) - len(todo)
-    writer = _Writer(job, manifest, sidecars, mode, output_dir, prefix, suffix)
+    writer = _Writer(job, manifest, sidecars, mode, prefix, suffix, targets)
     if not todo:
         return JobResult(len(paths), already, 0, time.perf_counter() - start)
     job = replace(job, settings=replace(job.settings, batch_size=int(options.batch_size)))
