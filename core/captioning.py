@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import faults, hf_loading, host
+from .context_limits import clamp_new_tokens
 from .model_cache import MODEL_CACHE
 from .text_generation import clean_generated_text, make_stopping_criteria, seed_everything
 
@@ -317,6 +318,23 @@ def _generate_kwargs(captioner: Captioner, settings: CaptionSettings) -> dict:
     return kwargs
 
 
+def _fit_context(captioner: Captioner, inputs: dict, kwargs: dict) -> dict:
+    """``kwargs`` with max_new_tokens clamped to the decoder's context after this batch's prompt."""
+    ids = inputs.get("input_ids")
+    prompt = int(ids.shape[1]) if ids is not None else 1  # a VED decoder starts from one token
+    wanted = kwargs["max_new_tokens"]
+    n = clamp_new_tokens(captioner.model.config, prompt, wanted, captioner.name)
+    if n == wanted:
+        return kwargs
+    out = dict(kwargs, max_new_tokens=n)
+    if out.get("min_new_tokens", 0) > n:
+        out["min_new_tokens"] = n
+    gen = getattr(captioner.model, "generation_config", None)
+    if getattr(gen, "min_new_tokens", None) and gen.min_new_tokens > n:
+        out["min_new_tokens"] = n
+    return out
+
+
 def _ensure_device(captioner: Captioner) -> None:
     """Move back to the chosen device if the cache offloaded the model to make room."""
     param = next(captioner.model.parameters(), None)
@@ -345,7 +363,7 @@ def caption_images(captioner: Captioner, images, settings: CaptionSettings = Cap
     if not pil:
         return []
     instruction = instruction_for(captioner.family, settings)
-    gen_kwargs = _generate_kwargs(captioner, settings)
+    base_kwargs = gen_kwargs = _generate_kwargs(captioner, settings)
     total = len(pil) * settings.max_new_tokens
     bar = host.progress(total, label=f"caption {captioner.name}")
     _ensure_device(captioner)
@@ -357,6 +375,7 @@ def caption_images(captioner: Captioner, images, settings: CaptionSettings = Cap
         inputs, echoed = _model_inputs(captioner, chunk, instruction)
         inputs = {k: (v.to(captioner.device, captioner.dtype) if v.is_floating_point() else v.to(captioner.device))
                   for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+        gen_kwargs = _fit_context(captioner, inputs, base_kwargs)
         criteria, raise_if_interrupted = make_stopping_criteria(
             settings.max_new_tokens, _BatchProgress(bar, start * settings.max_new_tokens, len(chunk), total))
         seed_everything(settings.seed)

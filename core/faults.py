@@ -80,10 +80,17 @@ def inject_oom(times: int = 1):
     return inject("oom", times)
 
 
+# How torch and its allocators word "out of memory" (CUDA, MPS, XPU, and the CPU allocator's
+# "DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes").
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate memory")
+
+
 def is_oom(exc: BaseException) -> bool:
-    """True for a (real or simulated) out-of-memory error from torch."""
+    """True for a (real or simulated) out-of-memory error from torch, on any device (CPU included)."""
     import torch
 
     oom = getattr(torch.cuda, "OutOfMemoryError", None)
-    return (oom is not None and isinstance(exc, oom)) or (
-        isinstance(exc, (RuntimeError, MemoryError)) and ("out of memory" in str(exc).lower() or isinstance(exc, MemoryError)))
+    if (oom is not None and isinstance(exc, oom)) or isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(m in text for m in OOM_MESSAGES)

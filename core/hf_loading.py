@@ -83,13 +83,24 @@ def resolve_source(kind: str, name: str, allow_download: bool) -> str:
     return name
 
 
+def unreadable_file_error(exc: OSError, file, source: str = "") -> ValueError:
+    """A clear error for a model file the process cannot read (permissions, a folder, I/O)."""
+    import errno
+
+    reason = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+              errno.EISDIR: "it is a folder, not a file"}.get(exc.errno, (exc.strerror or str(exc)).lower())
+    where = f" of model {source}" if source else ""
+    return ValueError(f"cannot read weights file {file}{where} ({reason}): give the user running ComfyUI read "
+                      "access to it (e.g. chmod a+r), or copy the model folder again")
+
+
 def check_safetensors_file(file: Path) -> None:
     """Read a .safetensors header (no tensors): a truncated or damaged file is a ValueError naming it."""
     import json
 
-    size = file.stat().st_size
     why = ""
     try:
+        size = file.stat().st_size
         with open(file, "rb") as handle:
             head = handle.read(8)
             length = int.from_bytes(head, "little") if len(head) == 8 else -1
@@ -102,6 +113,8 @@ def check_safetensors_file(file: Path) -> None:
                     why = f"it is {size} bytes but its header describes {8 + length + end} (truncated)"
     except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         why = f"unreadable header: {type(exc).__name__}"
+    except OSError as exc:  # permissions, a folder of that name, an I/O error
+        raise unreadable_file_error(exc, file) from None
     if why:
         raise ValueError(f"weights file {file} is corrupted or truncated ({why}): download or copy it again")
 
@@ -140,8 +153,12 @@ def check_remote_code(source: str, trust_remote_code: bool) -> None:
     path = Path(source)
     if trust_remote_code or not path.is_dir():
         return
-    for name in ("config.json", "tokenizer_config.json", "processor_config.json", "preprocessor_config.json"):
-        file = path / name
+    names = ("config.json", "tokenizer_config.json", "processor_config.json", "preprocessor_config.json")
+    files = [path / n for n in names]
+    if (path / "model_index.json").is_file():  # a diffusers folder: every component's configs too
+        files += [sub / n for sub in sorted(path.iterdir()) if sub.is_dir() for n in names]
+    for file in files:
+        name = file.relative_to(path).as_posix()
         try:
             asks = file.is_file() and "auto_map" in json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -252,6 +269,8 @@ def translate_load_error(exc: Exception, source: str) -> Exception:
         )
     if isinstance(exc, OSError) and ("offline" in text.lower() or "local_files_only" in text or "couldn't connect" in text.lower()):
         return ValueError(f"{source} is not available offline: put the model folder in the models folder or allow download")
+    if isinstance(exc, (PermissionError, IsADirectoryError)):
+        return unreadable_file_error(exc, exc.filename or "(a file)", source)
     if "safetensors" in text.lower() and ("header" in text.lower() or "deserial" in text.lower() or "incomplete" in text.lower()):
         return ValueError(f"a weights file in {source} is corrupted or truncated ({text}): download it again")
     return exc

@@ -84,6 +84,18 @@ def list_images(folder, pattern: str = "*", sort: str = "natural", start: int = 
     return selected
 
 
+def _float_to_l(im):
+    """A mode "F" image as 8-bit grey: 0..1 data (the usual float convention) scaled by 255,
+    0..255 data kept, 16-bit-range data scaled by 255/65535, anything larger by its maximum."""
+    import numpy as np
+    from PIL import Image
+
+    arr = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(arr.max()) if arr.size else 0.0
+    scale = 255.0 if peak <= 1.0 else 1.0 if peak <= 255.0 else 255.0 / 65535.0 if peak <= 65535.0 else 255.0 / peak
+    return Image.fromarray(np.clip(arr * scale, 0, 255).round().astype(np.uint8), "L")
+
+
 def load_pil(path):
     """An RGB PIL image with its EXIF orientation applied (RGBA, LA, L, P, CMYK, I;16 converted)."""
     from PIL import Image, ImageOps
@@ -95,6 +107,8 @@ def load_pil(path):
                 im = im.convert("RGBA")
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 im = im.point(lambda v: v * (1 / 256)).convert("L")
+            elif im.mode == "F":  # float32 (TIFF): convert("L") would clip 0..1 data to black
+                im = _float_to_l(im)
             return im.convert("RGB")
     except (OSError, SyntaxError) as exc:
         raise ValueError(f"could not read image {path}: {exc}; remove or re-save the file") from exc

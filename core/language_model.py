@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import faults, hf_loading, host
+from .context_limits import clamp_new_tokens
 from .model_cache import MODEL_CACHE
 from .text_generation import clean_generated_text, make_stopping_criteria, seed_everything, split_thinking
 
@@ -154,12 +155,8 @@ def generate_text(
     tok = lm.tokenizer
     inputs = tok(prompt, return_tensors="pt", add_special_tokens=not lm.has_chat_template)
     inputs = {k: v.to(lm.device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
-    limit = getattr(lm.model.config, "max_position_embeddings", None) or getattr(lm.model.config, "n_positions", None)
-    if limit:
-        keep = max(1, int(limit) - max_new_tokens)
-        if inputs["input_ids"].shape[1] > keep:
-            log.warning("prompt of %d tokens cut to the last %d to fit %s's context", inputs["input_ids"].shape[1], keep, lm.name)
-            inputs = {k: v[:, -keep:] for k, v in inputs.items()}
+    # the prompt (with the instruction) stays whole: fewer new tokens, or a clear error
+    max_new_tokens = clamp_new_tokens(lm.model.config, inputs["input_ids"].shape[1], max_new_tokens, lm.name)
     stopping, raise_if_interrupted = make_stopping_criteria(max_new_tokens, host.progress(max_new_tokens, "expand"))
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     kwargs = dict(max_new_tokens=max_new_tokens, stopping_criteria=stopping, pad_token_id=pad)

@@ -253,6 +253,8 @@ def load_pipeline(
         log.warning("CPU offload is ignored inside ComfyUI: ComfyUI's model management owns VRAM")
         speed = replace(speed, cpu_offload=False)
     kind, source = resolve_pipeline_source(model, options.allow_download)
+    if kind != "single_file":  # a component asking for custom code (auto_map) is refused, as by the other loaders
+        hf_loading.check_remote_code(source, options.trust_remote_code)
     device = hf_loading.resolve_device(options.device)
     dtype = hf_loading.resolve_dtype(options.dtype, device)
     cfg = config if kind == "single_file" and config and config != AUTO_CONFIG else ""

@@ -174,10 +174,7 @@ def _preview(handle, latents):
 
 
 def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    oom = getattr(torch.cuda, "OutOfMemoryError", ())
-    return (oom and isinstance(exc, oom)) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+    return faults.is_oom(exc)  # one rule for every device (CPU allocator wording included)
 
 
 def run(handle, mode: str, req: GenerateRequest, image=None, mask=None):
