@@ -212,3 +212,28 @@ def test_manifest_repairs_a_torn_last_line(tmp_path):
     assert manifest.path.read_text(encoding="utf-8").endswith("\n")
     manifest.append([ManifestRow("b.png", "a dog", (), "m", 0, 0.1)])
     assert [json.loads(line)["path"] for line in manifest.path.read_text(encoding="utf-8").splitlines()] == ["a.png", "b.png"]
+
+
+def test_ray_workers_caption_through_a_model_server_like_the_local_engine(tmp_path, ray_cluster):
+    """--engine ray --server: each worker rebuilds the server captioner from the job's settings."""
+    from server_support import ImageServer
+
+    from llm_assist.core.dataset_run import RayOptions, run
+    from llm_assist.core.model_server import ServerOptions
+
+    paths = _write_images(tmp_path / "images", n=6)
+    server = ImageServer()
+    try:
+        job = CaptionJob(server=server.url, server_model="vision-test", settings=SETTINGS,
+                         server_options=ServerOptions(max_side=32, timeout=60.0, max_retries=1))
+        local = run(paths, job, RayOptions(batch_size=4), engine="local", manifest=Manifest(tmp_path / "local.jsonl"),
+                    sidecars=False)
+        remote = run(paths, job, RayOptions(workers=2, batch_size=2), manifest=Manifest(tmp_path / "ray.jsonl"),
+                     sidecars=False)
+    finally:
+        server.close()
+    assert local.captioned == remote.captioned == 6
+    local_rows = {r["path"]: r["caption"] for r in Manifest(tmp_path / "local.jsonl").rows()}
+    ray_rows = {r["path"]: r["caption"] for r in Manifest(tmp_path / "ray.jsonl").rows()}
+    assert ray_rows == local_rows and all(c.startswith("image ") for c in ray_rows.values())
+    assert len(server.requests) == 12  # one request per image per engine
