@@ -1,0 +1,113 @@
+"""Save Captions in a real ComfyUI with its output cache on (issue 15 §3): runs when COMFYUI_DIR is set.
+
+The shared integration fixture starts ComfyUI with --cache-none (every node re-runs), which would
+hide the bug this checks: ComfyUI serving Save Captions' "1 written" from its cache after the
+caption file was deleted. So this module starts its own ComfyUI with the default cache.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from test_comfyui_integration import COMFYUI_DIR, REPO, _free_port, _get
+
+pytestmark = [
+    pytest.mark.comfyui,
+    pytest.mark.skipif(not COMFYUI_DIR, reason="COMFYUI_DIR not set: no real ComfyUI to test against"),
+]
+
+
+@pytest.fixture(scope="module")
+def cached_comfyui(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy-cached")
+    (base / "custom_nodes").mkdir()
+    (base / "custom_nodes" / "comfyui-llm-assist").symlink_to(REPO, target_is_directory=True)
+    (base / "input").mkdir()
+    port = _free_port()
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    log_path = base / "comfyui.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
+             "--disable-auto-launch", "--database-url", "sqlite:///:memory:"],
+            cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"ComfyUI exited: {log_path.read_text()[-3000:]}")
+            try:
+                _get(f"{url}/system_stats", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail(f"ComfyUI did not start: {log_path.read_text()[-3000:]}")
+        yield url, base, log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _queue(url: str, prompt: dict, log_path: Path) -> dict:
+    body = json.dumps({"prompt": prompt, "client_id": uuid.uuid4().hex}).encode()
+    request = urllib.request.Request(f"{url}/prompt", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+            prompt_id = json.loads(response.read())["prompt_id"]
+    except urllib.error.HTTPError as exc:
+        pytest.fail(f"POST /prompt answered {exc.code}: {exc.read()[:2000]!r}")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        entry = _get(f"{url}/history/{prompt_id}").get(prompt_id)
+        if entry and entry.get("status", {}).get("completed"):
+            return entry
+        if entry and entry.get("status", {}).get("status_str") == "error":
+            pytest.fail(f"prompt failed: {entry['status']} {log_path.read_text()[-2000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"prompt did not finish: {log_path.read_text()[-2000:]}")
+
+
+def _cached_nodes(entry: dict) -> set:
+    for kind, data in entry["status"].get("messages", []):
+        if kind == "execution_cached":
+            return set(data.get("nodes") or [])
+    return set()
+
+
+@pytest.mark.parametrize("mode", ["skip existing", "append"])
+def test_requeue_after_deleting_a_caption_writes_it_again(cached_comfyui, mode):
+    url, base, log_path = cached_comfyui
+    folder = base / "input" / f"caps-{mode.replace(' ', '-')}"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(folder / "one.png")
+    caption = folder / "one.txt"
+    prompt = {
+        "1": {"class_type": "LLMAssistLoadImageFolder",
+              "inputs": {"path": str(folder), "pattern": "*", "sort": "natural", "start": 0, "limit": 0,
+                         "recursive": False}},
+        "2": {"class_type": "LLMAssistSaveCaptions",
+              "inputs": {"captions": "a red square", "image_paths": ["1", 1], "mode": mode,
+                         "output_folder": "", "prefix": "", "suffix": ""}},
+    }
+    first = _queue(url, prompt, log_path)
+    assert caption.read_text() == "a red square", first["status"]
+    second = _queue(url, prompt, log_path)
+    assert "2" in _cached_nodes(second)  # files as the node left them: served from the cache
+    assert caption.read_text() == "a red square"  # append mode did not append twice
+    caption.unlink()
+    third = _queue(url, prompt, log_path)
+    assert "2" not in _cached_nodes(third) and caption.read_text() == "a red square"
+    fourth = _queue(url, prompt, log_path)
+    assert "2" in _cached_nodes(fourth) and caption.read_text() == "a red square"
+    assert "1 written" in json.dumps(third["outputs"]["2"])
