@@ -149,6 +149,15 @@ def key_source() -> str:
             f"the key) or {owner.KEYS['api_key_file']}=/path/to/keyfile and restarts ComfyUI")
 
 
+def _redact(text: str) -> str:
+    """``text`` with the API key (if a server echoed it back) replaced by ***."""
+    try:
+        key = owner.api_key()
+    except ValueError:
+        key = None
+    return text.replace(key, "***") if key else text
+
+
 def _detail(response) -> str:
     try:
         body = response.read().decode("utf-8", "replace")
@@ -157,11 +166,11 @@ def _detail(response) -> str:
     try:
         data = json.loads(body)
     except ValueError:
-        return " ".join(body.split())[:300]
+        return _redact(" ".join(body.split())[:300])
     err = data.get("error", data.get("detail", data)) if isinstance(data, dict) else data
     if isinstance(err, dict):
         err = err.get("message", err)
-    return " ".join(str(err).split())[:300]
+    return _redact(" ".join(str(err).split())[:300])
 
 
 def _models_hint(base_url: str, options: ServerOptions) -> str:
@@ -239,7 +248,7 @@ def list_models(base_url: str, options: ServerOptions = ServerOptions()) -> list
 
 
 def _malformed(base_url: str, what) -> ModelServerError:
-    text = what if isinstance(what, str) else json.dumps(what)[:200]
+    text = _redact(what if isinstance(what, str) else json.dumps(what)[:200])
     return ModelServerError(f"model server {base_url} sent something that is not an OpenAI chat completion "
                             f"({text[:200]!r}): check base_url points at the OpenAI-compatible API (usually ending in /v1)")
 
@@ -250,7 +259,8 @@ def _content_of(base_url: str, data, delta: bool) -> tuple[str, str | None]:
         raise _malformed(base_url, data)
     if "error" in data:
         err = data["error"]
-        raise ModelServerError(f"model server {base_url} reported an error: {err.get('message', err) if isinstance(err, dict) else err}")
+        message = err.get("message", err) if isinstance(err, dict) else err
+        raise ModelServerError(f"model server {base_url} reported an error: {_redact(str(message))[:300]}")
     choices = data.get("choices")
     if not isinstance(choices, list):
         raise _malformed(base_url, data)

@@ -143,7 +143,8 @@ class ImageServer:
             def _authorized(self) -> bool:
                 if server.key is None or self.headers.get("Authorization") == f"Bearer {server.key}":
                     return True
-                self._send(401, json.dumps({"error": {"message": "Invalid API key"}}).encode())
+                sent = self.headers.get("Authorization", "")  # echoed back, as some servers do
+                self._send(401, json.dumps({"error": {"message": f"Invalid API key: {sent}"}}).encode())
                 return False
 
             def do_GET(self):  # noqa: N802

@@ -239,7 +239,7 @@ def test_401_names_the_key_variable_and_never_the_key(monkeypatch, tmp_path):
         with owner.override(api_key_env="MY_SERVER_KEY"):
             with pytest.raises(ModelServerError, match=r"HTTP 401.*MY_SERVER_KEY") as info:
                 _connect(server.url, model="vision-test")
-            assert "wrong-key" not in str(info.value)
+            assert "wrong-key" not in str(info.value) and "***" in str(info.value)  # the echoed key is masked
             monkeypatch.setenv("MY_SERVER_KEY", secret)
             captioner, lm, _ = _connect(server.url, model="vision-test")
             assert _expand(lm, max_new_tokens=3) == "no image"
@@ -263,6 +263,7 @@ def test_model_not_found_lists_the_served_models(image_server):
     ("garbage", "not an OpenAI chat completion", 1),
     ("400", "answered HTTP 400", 1),
     ("500", "answered HTTP 500", 1),
+    ("307", "answered HTTP 307", 1),  # redirects are not followed (they could lead off the allowed host)
 ])
 def test_non_retryable_failures_are_clear_and_asked_once(image_server, step, pattern, attempts):
     image_server.script = [step, step, step]
