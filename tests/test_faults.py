@@ -144,6 +144,33 @@ def test_out_of_memory_in_generate_names_what_to_lower_and_recovers(handles):
     assert torch.equal(_generate(handles), clean)
 
 
+def test_out_of_memory_mid_generate_frees_what_the_call_allocated(handles, monkeypatch):
+    """A real allocation inside the pipeline call (64 MB held by the UNet's frame when the OOM is
+    raised at the second step): after the error nothing keeps it alive, and the next run is clean."""
+    import gc
+    import weakref
+
+    clean = _generate(handles)
+    unet = handles["pipeline"].pipe.unet
+    forward, held, calls = unet.forward, [], []
+
+    def allocating_forward(*args, **kwargs):
+        calls.append(1)
+        activations = torch.ones(16 * 2**20)  # 64 MB, like the activations of a too-large step
+        held.append(weakref.ref(activations))
+        if len(calls) == 2:
+            raise faults.FACTORIES["oom"]()
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(unet, "forward", allocating_forward)
+    with pytest.raises(ValueError, match="batch_size"):
+        _generate(handles)
+    gc.collect()
+    assert len(held) == 2 and all(ref() is None for ref in held)  # the OOM'd step's 64 MB is freed
+    monkeypatch.setattr(unet, "forward", forward)
+    assert torch.equal(_generate(handles), clean)
+
+
 def test_out_of_memory_in_caption_names_batch_size_and_recovers(handles):
     images = _image(1, b=2)
     clean = _caption(handles, images)

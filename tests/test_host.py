@@ -1,7 +1,6 @@
 """Host adapter fallbacks (no ComfyUI) and the model cache."""
 import os
 import sys
-import time
 
 import pytest
 
@@ -114,9 +113,7 @@ def test_cache_loads_once_and_releases():
 
     key = CacheKey("x", "/m", "float32", "cpu")
     a = cache.get_or_load(key, loader, keep_loaded=True)
-    start = time.perf_counter()
-    b = cache.get_or_load(key, loader)
-    assert time.perf_counter() - start < 0.01
+    b = cache.get_or_load(key, loader)  # the cost of a hit is measured in bench/cache_bench.py
     assert a is b and len(calls) == 1 and cache.stats().hits == 1
     cache.release(key)
     assert key in cache  # keep_loaded entries survive release

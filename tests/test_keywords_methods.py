@@ -1,13 +1,11 @@
 """Extract Keywords: the four methods, robust LLM-output parsing, odd captions, the node."""
 import pytest
 
-from llm_assist.core.keywords import METHODS, extract_keywords
+from llm_assist.core.keywords import METHODS, extract_keywords, statistical  # noqa: F401 - a real import: an ImportError fails
 from llm_assist.core.keywords.candidates import candidate_phrases
 from llm_assist.core.keywords.llm import parse_keyword_list
 from llm_assist.core.sockets import Features, Keyword, Keywords
 from llm_assist.nodes.keywords import LLMAssistExtractKeywords
-
-pytest.importorskip("llm_assist.core.keywords.statistical")
 
 CAPTION = "A black dog is running through the snow with two red balls ."
 ODD_CAPTIONS = ["", "   \n\t ", "犬が雪の中を走っている。", "Ein schwarzer Hund läuft durch den Schnee.",

@@ -145,11 +145,24 @@ def _load_scorer():
     path = SHARED / "bench" / "keywords_score.py"
     data = SHARED / "data" / "flickr8k-captions-dev.tsv"
     if not path.is_file() or not data.is_file():
-        pytest.skip(f"shared benchmark data not found under {SHARED}")
+        missing = f"shared benchmark data not found under {SHARED} ({path.name}, {data.name})"
+        if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+            pytest.fail(missing + ": CI always has ../shared, so the quality test must run there")
+        pytest.skip(missing)
     spec = importlib.util.spec_from_file_location("keywords_score_for_tests", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module, data
+
+
+def test_missing_quality_data_fails_in_ci_and_skips_elsewhere(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys.modules[__name__], "SHARED", tmp_path / "no-shared")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI always has ../shared"):
+        _load_scorer()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="not found"):
+        _load_scorer()
 
 
 def test_quality_regression_on_flickr8k_dev():

@@ -1,8 +1,9 @@
 """Load Language Model + Expand Prompt: chat and plain LMs, budget, fixed mode, Cancel."""
 import pytest
 
-from llm_assist.core import host
+from llm_assist.core import hf_loading, host
 from llm_assist.core.language_model import PRESET_NAMES, build_model_input, expand_prompt, generate_text, load_language_model
+from llm_assist.core.model_cache import MODEL_CACHE
 from llm_assist.core.prompt_builder import estimate_tokens, tokenizer_counter
 from llm_assist.core.sockets import Keyword, Keywords
 from llm_assist.nodes.prompt import _EXPAND_PRESETS, LLMAssistExpandPrompt, LLMAssistLoadLanguageModel
@@ -32,7 +33,14 @@ def test_loader_chat_and_plain(chat_lm, plain_lm):
     assert chat_lm.has_chat_template and not plain_lm.has_chat_template
     assert "<|im_start|>" in build_model_input(chat_lm, "Rewrite.", "a dog")
     assert build_model_input(plain_lm, "Rewrite.", "a dog") == "Rewrite.\n\nInput: a dog\nOutput:"
-    assert load_language_model("tiny-gpt2") is plain_lm or plain_lm.name == "tiny-gpt2"  # cached
+    # the same folder under the same options is the cached object (one hit, no load); other options load anew
+    same = hf_loading.LoadOptions(device="cpu", keep_loaded=True)
+    before = MODEL_CACHE.stats()
+    assert load_language_model("tiny-gpt2", same) is plain_lm
+    after = MODEL_CACHE.stats()
+    assert (after.hits, after.loads) == (before.hits + 1, before.loads)
+    other = load_language_model("tiny-gpt2", hf_loading.LoadOptions(device="cpu", dtype="bf16"))
+    assert other is not plain_lm and MODEL_CACHE.stats().loads == before.loads + 1
     assert PRESET_NAMES == _EXPAND_PRESETS
 
 
