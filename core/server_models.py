@@ -110,12 +110,16 @@ def run_requests(base_url: str, model: str, options: ServerOptions, message_list
                     f.cancel()
                 wait(pending)
                 break
-    if host.interrupted() or any(isinstance(f.exception(), Cancelled) for f in futures if f.done() and not f.cancelled()):
+    errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+    for exc in errors:  # ComfyUI's own interrupt (its progress hook raises it in a worker)
+        if isinstance(exc, host.interrupt_exception_types()):
+            raise exc
+    if host.interrupted() or (errors and all(isinstance(e, Cancelled) for e in errors)):
         host.check_interrupt()
         raise host.Interrupted("processing interrupted by the user")
-    for f in futures:
-        if not f.cancelled() and f.exception() is not None:
-            raise f.exception()
+    for exc in errors:  # the first real failure; the others were cancelled because of it
+        if not isinstance(exc, Cancelled):
+            raise exc
     return results
 
 

@@ -389,3 +389,14 @@ def test_temperature_0_is_cached_and_sampling_reruns(image_server, tmp_path, tem
     assert asked >= 1 and first.outputs["3"] == second.outputs["3"]
     assert (len(image_server.requests) > asked) is asks_again
     assert ("2" in second.executed) is asks_again
+
+
+def test_one_failing_image_request_fails_the_batch_with_its_own_error(image_server):
+    import torch
+
+    captioner = ServerCaptioner(image_server.url, "vision-test", ServerOptions(concurrency=3, max_retries=0))
+    image_server.delays = {20: 0.5}  # the others are still streaming when one fails
+    image_server.script = ["400"]
+    with pytest.raises(ModelServerError, match="answered HTTP 400"):
+        captioner.caption([torch.rand(3, 20, 20, 3)])
+    assert len(captioner.caption([torch.rand(1, 20, 20, 3)])) == 1  # and the next batch works
