@@ -103,6 +103,64 @@ def _halves(ks, data, preds, k=3):
     return out
 
 
+# What each way of running the statistical method really costs (issue 11): the library's
+# extract_many pauses the cyclic GC, the node calls extract_keywords once per caption with the GC
+# on, and the CLI is a fresh process (start-up + imports + extract_many). Each arm runs in its own
+# fresh interpreter so every "first pass" starts from the same cold memos.
+_PATH_ARMS = {
+    "extract_many (library, GC paused)":
+        "from llm_assist.core.keywords.statistical import extract_many\nrun = lambda c: extract_many(c)",
+    "extract per caption (GC on)":
+        "from llm_assist.core.keywords.statistical import extract\nrun = lambda c: [extract(x) for x in c]",
+    "Extract Keywords node":
+        "from llm_assist.nodes.keywords import LLMAssistExtractKeywords as N\n"
+        "spec = N.INPUT_TYPES()['required']\n"
+        "args = {k: [v[1].get('default')] for k, v in spec.items() if len(v) > 1 and isinstance(v[1], dict)}\n"
+        "node = N()\n"
+        "run = lambda c: getattr(node, N.FUNCTION)(**{**args, 'caption': list(c), 'method': ['statistical']})",
+}
+_PATH_TIMER = """
+import json, sys, time
+captions = json.load(open(sys.argv[1], encoding="utf-8"))
+{arm}
+t = time.perf_counter(); run(captions); first = time.perf_counter() - t
+t = time.perf_counter(); run(captions); steady = time.perf_counter() - t
+print(json.dumps([first, steady]))
+"""
+
+
+def measure_paths(captions: list[str]) -> dict:
+    """captions/s of each way the statistical method is run: library, node, CLI (end to end)."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO.parent), os.environ.get("PYTHONPATH", "")])}
+    out: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "captions.json"
+        data.write_text(json.dumps(captions), encoding="utf-8")
+        for name, arm in _PATH_ARMS.items():
+            res = subprocess.run([sys.executable, "-c", _PATH_TIMER.format(arm=arm), str(data)], env=env,
+                                 capture_output=True, text=True, timeout=600)
+            if res.returncode:
+                out[name] = {"error": res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "failed"}
+                continue
+            first, steady = json.loads(res.stdout.strip().splitlines()[-1])
+            out[name] = {"first_per_s": len(captions) / first, "steady_per_s": len(captions) / steady}
+        text = "\n".join(c.replace("\n", " ") for c in captions) + "\n"
+        walls = {}
+        for label, stdin in (("empty", ""), ("all", text)):
+            t = time.perf_counter()
+            res = subprocess.run([sys.executable, "-m", "llm_assist", "keywords"], input=stdin, env=env,
+                                 capture_output=True, text=True, timeout=600)
+            walls[label] = time.perf_counter() - t
+            if res.returncode:
+                out["keywords CLI"] = {"error": (res.stderr.strip().splitlines() or ["failed"])[-1]}
+                return out
+        out["keywords CLI"] = {"end_to_end_per_s": len(captions) / walls["all"], "startup_s": walls["empty"],
+                               "after_startup_per_s": len(captions) / max(walls["all"] - walls["empty"], 1e-9)}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DEFAULT_DATA))
@@ -160,6 +218,10 @@ def main(argv=None) -> int:
                 ratio = results["statistical"][2] / results[other][2]
                 print(f"statistical vs {other}: F1@3 {results['statistical'][0]['F1']:.3f} vs "
                       f"{results[other][0]['F1']:.3f}, speed ratio {ratio:.0f}x")
+        print("statistical method, per way of running it (captions/s; fresh process each):")
+        for name, row in measure_paths(captions).items():
+            print(f"  {name:36s} " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                               for k, v in row.items()))
     return 0
 
 

@@ -33,8 +33,9 @@ from typing import Any, Callable
 
 from . import faults, hf_loading, host
 from .context_limits import clamp_new_tokens
+from . import model_cache
 from .model_cache import MODEL_CACHE
-from .text_generation import clean_generated_text, make_stopping_criteria, seed_everything
+from .text_generation import clean_generated_text, make_stopping_criteria, sampling
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +337,9 @@ def _fit_context(captioner: Captioner, inputs: dict, kwargs: dict) -> dict:
 
 
 def _ensure_device(captioner: Captioner) -> None:
-    """Move back to the chosen device if the cache offloaded the model to make room."""
+    """Reload if ComfyUI unloaded it, load through ComfyUI's memory manager, and move back to the
+    chosen device if the cache offloaded the model to make room."""
+    model_cache.prepare(captioner)
     param = next(captioner.model.parameters(), None)
     if param is not None and param.device.type != captioner.device.type and captioner.quantized == "none":
         captioner.model.to(captioner.device)
@@ -377,12 +380,16 @@ def caption_images(captioner: Captioner, images, settings: CaptionSettings = Cap
                   for k, v in inputs.items() if isinstance(v, torch.Tensor)}
         gen_kwargs = _fit_context(captioner, inputs, base_kwargs)
         criteria, raise_if_interrupted = make_stopping_criteria(
-            settings.max_new_tokens, _BatchProgress(bar, start * settings.max_new_tokens, len(chunk), total))
-        seed_everything(settings.seed)
+            settings.max_new_tokens, _BatchProgress(bar, start * settings.max_new_tokens, len(chunk), total),
+            on_tokens=_text_so_far(captioner, inputs.get("input_ids"), echoed, start, int(settings.num_beams)))
+        # image i is sampled with seed + i whatever the batch size; torch's global RNG is untouched
+        sample_kwargs, private_rng = sampling(
+            settings.do_sample, settings.num_beams, [int(settings.seed) + start + i for i in range(len(chunk))],
+            settings.temperature, settings.top_p, int(getattr(getattr(captioner.model, "generation_config", None), "top_k", 0) or 0))
         try:
             faults.maybe_raise("oom")
-            with torch.inference_mode():
-                sequences = captioner.model.generate(**inputs, stopping_criteria=criteria, **gen_kwargs)
+            with torch.inference_mode(), private_rng:
+                sequences = captioner.model.generate(**inputs, stopping_criteria=criteria, **{**gen_kwargs, **sample_kwargs})
         except Exception as exc:  # noqa: BLE001 - OOM is translated, the rest re-raised
             if not faults.is_oom(exc):
                 raise
@@ -401,6 +408,20 @@ def caption_images(captioner: Captioner, images, settings: CaptionSettings = Cap
         if on_batch is not None:
             on_batch(start, texts)
     return captions
+
+
+def _text_so_far(captioner: Captioner, input_ids, echoed: str, start: int, beams: int):
+    """``on_tokens`` for make_stopping_criteria: the captions so far on the node (inside ComfyUI)."""
+    if not host.in_comfyui():
+        return None
+    decoder = captioner.tokenizer if captioner.tokenizer is not None else captioner.processor
+
+    def show(sequences):
+        rows = _strip_prompt(sequences[::max(1, beams)], input_ids)
+        texts = [clean_generated_text(decoder.decode(row, skip_special_tokens=True), prompt=echoed) for row in rows]
+        host.progress_text("\n".join(f"{start + i + 1}: {t}" for i, t in enumerate(texts)))
+
+    return show
 
 
 def with_batch_size(settings: CaptionSettings, batch_size: int) -> CaptionSettings:

@@ -292,6 +292,62 @@ def empty_cache() -> None:
         torch.cuda.empty_cache()
 
 
+# ---------------------------------------------------------------- ComfyUI's memory manager
+def _comfy_device(device):
+    """``cuda`` -> ``cuda:<current>``: ComfyUI compares devices with ``==``."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def load_models(hosted: list) -> None:
+    """Inside ComfyUI: load our ``HostedModel`` wrappers through ``load_models_gpu`` (registers
+    them in ``current_loaded_models``, frees room by unloading others as it does for its own).
+    Standalone: nothing (the model cache's LRU limit is the policy)."""
+    mm = _model_management()
+    if mm is None or not hosted:
+        return
+    for item in hosted:
+        item.load_device = _comfy_device(item.load_device)
+    mm.load_models_gpu(list(hosted))
+
+
+register_models = load_models
+
+
+def unregister_models(hosted: list) -> None:
+    """Take our wrappers out of ComfyUI's ``current_loaded_models`` (we dropped them ourselves)."""
+    mm = _model_management()
+    if mm is None or not hosted:
+        return
+    ids = {id(item) for item in hosted}
+    for i in range(len(mm.current_loaded_models) - 1, -1, -1):
+        loaded = mm.current_loaded_models[i]
+        if id(loaded.model) in ids:
+            mm.current_loaded_models.pop(i)
+            if loaded.model_finalizer is not None:
+                loaded.model_finalizer.detach()
+                loaded.model_finalizer = None
+            loaded.real_model = None
+
+
+def loaded_models() -> list[tuple[str, int, str]]:
+    """``(class name, bytes, device)`` of every model ComfyUI's memory manager holds (its own and
+    ours); empty standalone."""
+    mm = _model_management()
+    if mm is None:
+        return []
+    out = []
+    for loaded in list(mm.current_loaded_models):
+        model = loaded.model
+        if model is not None:
+            out.append((type(model.model).__name__, int(loaded.model_memory()), str(loaded.device)))
+    return out
+
+
 # ---------------------------------------------------------------- progress
 class _LoggingProgress:
     """Plain-Python progress reporter: logs at most about once a second."""
@@ -342,6 +398,65 @@ def progress(total: int, label: str = ""):
 
         return comfy.utils.ProgressBar(total)
     return _ListeningProgress(total, label)
+
+
+def progress_text(text: str) -> None:
+    """Inside ComfyUI: show ``text`` on the running node (``PromptServer.send_progress_text``, the
+    websocket's binary TEXT event, which the editor draws under the node). Standalone: nothing."""
+    if not in_comfyui():
+        return
+    server = sys.modules.get("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+    context_mod = sys.modules.get("comfy_execution.utils")
+    context = context_mod.get_executing_context() if context_mod is not None else None
+    node_id = getattr(context, "node_id", None) or getattr(instance, "last_node_id", None)
+    if instance is None or node_id is None or not hasattr(instance, "send_progress_text"):
+        return
+    try:
+        instance.send_progress_text(text, node_id)
+    except Exception:  # noqa: BLE001 - a display must never fail the node
+        log.debug("send_progress_text failed", exc_info=True)
+
+
+# ---------------------------------------------------------------- previews
+PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
+
+
+def preview_method() -> str:
+    """ComfyUI's ``--preview-method`` (none / auto / latent2rgb / taesd); "none" standalone."""
+    cli_args = sys.modules.get("comfy.cli_args") if in_comfyui() else None
+    method = getattr(getattr(cli_args, "args", None), "preview_method", None)
+    value = str(getattr(method, "value", method) or "none").lower()
+    return value if value in PREVIEW_METHODS else "none"
+
+
+def latent_previewer(latent_format: str, device):
+    """ComfyUI's own previewer for one of its latent formats (``comfy.latent_formats.<name>``),
+    chosen by its ``--preview-method`` as its samplers choose (latent2rgb factors, or the TAESD
+    decoder it finds in models/vae_approx). Returns ``latents -> ("JPEG", PIL image, max size)``,
+    or None: standalone, previews off, unknown format, nothing to preview with."""
+    if not latent_format or preview_method() == "none":
+        return None
+    import importlib
+
+    try:
+        formats = importlib.import_module("comfy.latent_formats")
+        latent_preview = importlib.import_module("latent_preview")
+    except ImportError:
+        return None
+    cls = getattr(formats, latent_format, None)
+    if cls is None:
+        return None
+    previewer = latent_preview.get_previewer(device, cls())
+    if previewer is None:
+        return None
+    return lambda latents: previewer.decode_latent_to_preview_image("JPEG", latents)
+
+
+def preview_max_size() -> int:
+    """ComfyUI's ``--preview-size`` (512 standalone)."""
+    cli_args = sys.modules.get("comfy.cli_args") if in_comfyui() else None
+    return int(getattr(getattr(cli_args, "args", None), "preview_size", 512) or 512)
 
 
 # ---------------------------------------------------------------- cancel

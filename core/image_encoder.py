@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import hf_loading, host
-from .model_cache import MODEL_CACHE
+from . import model_cache
+from .model_cache import MODEL_CACHE, BoundedDict
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class ImageEncoder:
     device: Any
     dtype: Any
     cache_key: Any = None
-    _text_cache: dict = field(default_factory=dict, repr=False)
+    _text_cache: dict = field(default_factory=lambda: BoundedDict(4096), repr=False)  # CPU rows, dies with the encoder
 
     @property
     def tokenizer(self):
@@ -49,7 +50,9 @@ class ImageEncoder:
         return int(getattr(config, "max_position_embeddings", 77) or 77)
 
     def _ensure_device(self) -> None:
-        """Move back to the chosen device if the cache offloaded the model to make room."""
+        """Reload if ComfyUI unloaded it, load through ComfyUI's memory manager, and move back to
+        the chosen device if the cache offloaded the model to make room."""
+        model_cache.prepare(self)
         param = next(self.model.parameters(), None)
         if param is not None and param.device.type != self.device.type:
             self.model.to(self.device)
@@ -76,7 +79,8 @@ class ImageEncoder:
         import torch
 
         texts = [str(t) for t in texts]
-        missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+        rows = {t: self._text_cache[t] for t in dict.fromkeys(texts) if t in self._text_cache}
+        missing = [t for t in dict.fromkeys(texts) if t not in rows]
         if missing:
             self._ensure_device()
         with torch.inference_mode():
@@ -89,11 +93,11 @@ class ImageEncoder:
                 emb = _as_embedding(self.model.get_text_features(**inputs)).float().cpu()
                 emb = torch.nn.functional.normalize(emb, dim=-1)
                 for text, row in zip(chunk, emb):
-                    self._text_cache[text] = row
+                    self._text_cache[text] = rows[text] = row
         if not texts:
             dim = int(getattr(self.model.config, "projection_dim", 0) or 0)
             return torch.zeros((0, dim))
-        return torch.stack([self._text_cache[t] for t in texts])
+        return torch.stack([rows[t] for t in texts])
 
 
 def load_image_encoder(name: str, options: hf_loading.LoadOptions = hf_loading.LoadOptions()) -> ImageEncoder:

@@ -13,8 +13,9 @@ from typing import Any, Callable
 
 from . import faults, hf_loading, host
 from .context_limits import clamp_new_tokens
+from . import model_cache
 from .model_cache import MODEL_CACHE
-from .text_generation import clean_generated_text, make_stopping_criteria, seed_everything, split_thinking
+from .text_generation import clean_generated_text, make_stopping_criteria, sampling, split_thinking
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class LanguageModel:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
     def _ensure_device(self) -> None:
+        model_cache.prepare(self)  # reload if ComfyUI unloaded it; load through ComfyUI's memory manager
         param = next(self.model.parameters(), None)
         if param is not None and param.device.type != self.device.type:
             self.model.to(self.device)
@@ -157,17 +159,25 @@ def generate_text(
     inputs = {k: v.to(lm.device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
     # the prompt (with the instruction) stays whole: fewer new tokens, or a clear error
     max_new_tokens = clamp_new_tokens(lm.model.config, inputs["input_ids"].shape[1], max_new_tokens, lm.name)
-    stopping, raise_if_interrupted = make_stopping_criteria(max_new_tokens, host.progress(max_new_tokens, "expand"))
+    prompt_len = inputs["input_ids"].shape[1]
+
+    def show(sequences):  # the text so far on the node (inside ComfyUI)
+        host.progress_text(tok.decode(sequences[0, prompt_len:], skip_special_tokens=True))
+
+    stopping, raise_if_interrupted = make_stopping_criteria(
+        max_new_tokens, host.progress(max_new_tokens, "expand"), on_tokens=show if host.in_comfyui() else None)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     kwargs = dict(max_new_tokens=max_new_tokens, stopping_criteria=stopping, pad_token_id=pad)
+    # a per-call generator: torch's global RNG is neither read nor reseeded
+    sample_kwargs, private_rng = sampling(temperature > 0, 1, [seed], temperature, top_p,
+                                         int(getattr(getattr(lm.model, "generation_config", None), "top_k", 0) or 0))
     if temperature > 0:
-        seed_everything(seed)
-        kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(top_p))
+        kwargs.update(sample_kwargs)
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     try:
         faults.maybe_raise("oom")
-        with torch.inference_mode():
+        with torch.inference_mode(), private_rng:
             out = lm.model.generate(**inputs, **kwargs)
     except Exception as exc:  # noqa: BLE001 - OOM is translated, the rest re-raised
         if not faults.is_oom(exc):

@@ -2,6 +2,7 @@
 seeding, and cleaning what a model wrote."""
 from __future__ import annotations
 
+import contextlib
 import re
 
 from . import host
@@ -83,8 +84,74 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(int(seed) % (2**63))
 
 
-def make_stopping_criteria(max_new_tokens: int, progress=None):
+def row_sampler(seeds, temperature: float, top_p: float = 1.0, top_k: int = 0):
+    """A transformers ``LogitsProcessor`` that samples row ``i``'s next token with its own CPU
+    ``torch.Generator`` seeded ``seeds[i]`` (temperature, top-k and top-p applied first, after the
+    model's other processors) and leaves only that token possible, so greedy decoding emits the
+    sample. The text then depends on the seed and the row's own input only, not on the batch
+    size, and torch's global generator is neither read nor reseeded."""
+    import torch
+    from transformers import LogitsProcessor
+
+    generators = [torch.Generator(device="cpu").manual_seed(int(s) % (2**63)) for s in seeds]
+
+    class _RowSampler(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            logits = scores.float() / max(float(temperature), 1e-5)
+            if top_k and 0 < int(top_k) < logits.shape[-1]:
+                kth = torch.topk(logits, int(top_k), dim=-1).values[..., -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            probs = torch.softmax(logits, dim=-1)
+            if 0 < float(top_p) < 1:
+                sorted_p, order = probs.sort(dim=-1, descending=True)
+                sorted_p = sorted_p.masked_fill(sorted_p.cumsum(-1) - sorted_p > float(top_p), 0.0)
+                probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+            probs = probs.cpu()
+            out = torch.full_like(scores, float("-inf"))
+            for row in range(scores.shape[0]):
+                p = probs[row]
+                if torch.isfinite(p).all() and float(p.sum()) > 0:
+                    token = int(torch.multinomial(p, 1, generator=generators[row % len(generators)]))
+                else:
+                    token = int(torch.argmax(scores[row]))
+                out[row, token] = 0.0
+            return out
+
+    return _RowSampler()
+
+
+@contextlib.contextmanager
+def private_rng(seed: int):
+    """Run the block on a forked copy of torch's global RNG seeded ``seed``: the caller's
+    random state is the same afterwards (for beam sampling, which has no per-row hook)."""
+    import torch
+
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed) % (2**63))
+        yield
+
+
+def sampling(do_sample: bool, num_beams: int, seeds, temperature: float, top_p: float, top_k: int = 0):
+    """``(generate kwargs, context manager)`` for seeded sampling that never reseeds torch's
+    global generator: per-row generators (``row_sampler``) for plain sampling, a private RNG
+    for beam sampling, nothing for greedy / beam search."""
+    if not do_sample:
+        return {}, contextlib.nullcontext()
+    if int(num_beams) > 1:
+        return {"do_sample": True, "temperature": float(temperature), "top_p": float(top_p)}, private_rng(list(seeds)[0])
+    from transformers import LogitsProcessorList
+
+    kwargs = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None,
+              "logits_processor": LogitsProcessorList([row_sampler(seeds, temperature, top_p, top_k)])}
+    return kwargs, contextlib.nullcontext()
+
+
+def make_stopping_criteria(max_new_tokens: int, progress=None, on_tokens=None, text_interval: float = 0.25):
     """A transformers StoppingCriteriaList that reports progress per token and stops on Cancel.
+
+    ``on_tokens(input_ids)``: called with the sequences so far at most every ``text_interval``
+    seconds (the node shows the text so far with ``host.progress_text``).
 
     When the user cancels, generation stops within one token and ``raise_if_interrupted()``
     raises the host's interrupt after ``generate`` returned, so the model stays usable.
@@ -95,13 +162,19 @@ def make_stopping_criteria(max_new_tokens: int, progress=None):
         def __init__(self):
             self.steps = 0
             self.interrupted = False
+            self.shown = 0.0
 
         def __call__(self, input_ids, scores, **kwargs):
+            import time
+
             import torch
 
             self.steps += 1
             if progress is not None:
                 progress.update_absolute(min(self.steps, max_new_tokens), max_new_tokens)
+            if on_tokens is not None and time.monotonic() - self.shown >= text_interval:
+                self.shown = time.monotonic()
+                on_tokens(input_ids)
             if host.interrupted():
                 self.interrupted = True
             return torch.full((input_ids.shape[0],), self.interrupted, dtype=torch.bool, device=input_ids.device)

@@ -126,7 +126,12 @@ def guard(cls):
 
     @functools.wraps(method)
     def checked(self, *args, **kwargs):
-        return method(self, *args, **check_inputs(type(self), kwargs))
+        try:
+            return method(self, *args, **check_inputs(type(self), kwargs))
+        finally:
+            from ..core import model_cache  # light: no torch
+
+            model_cache.node_finished()  # models loaded with keep_loaded off are freed after each node
 
     checked.__llma_guarded__ = True
     setattr(cls, cls.FUNCTION, checked)

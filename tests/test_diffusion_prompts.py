@@ -125,13 +125,25 @@ def test_missing_model_and_repo_without_download(models_root):
         load_pipeline("someone/some-model")
 
 
-def test_speed_switches_keep_output(models_root):
+def test_speed_switches_toggle_in_place_without_reload(models_root):
+    from llm_assist.core.model_cache import MODEL_CACHE
+
     req = GenerateRequest(positive="a cat", steps=2, width=64, height=64, batch_size=2)
-    plain, _ = run(load_pipeline("tiny-sd15"), "txt2img", req)
-    fast = load_pipeline("tiny-sd15", speed=SpeedOptions(attention_slicing=True, vae_slicing=True, channels_last=True))
-    assert fast.pipe is not load_pipeline("tiny-sd15").pipe  # module-changing switches are a separate cache entry
+    off = load_pipeline("tiny-sd15")
+    plain, _ = run(off, "txt2img", req)
+    loads, unet, vae = MODEL_CACHE.stats().loads, off.pipe.unet, off.pipe.vae
+    fast = load_pipeline("tiny-sd15", speed=SpeedOptions(attention_slicing=True, vae_slicing=True, vae_tiling=True,
+                                                         channels_last=True))
+    # the same cached pipeline and module objects: a switch is set in place, never a second load
+    assert fast.pipe is off.pipe and fast.pipe.unet is unet and fast.pipe.vae is vae
     out, _ = run(fast, "txt2img", req)
+    assert vae.use_slicing and vae.use_tiling
+    assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(out, plain, atol=1e-4)
+    again, _ = run(off, "txt2img", req)  # switched back off on the same modules
+    assert not vae.use_slicing and not vae.use_tiling and unet.conv_in.weight.is_contiguous()
+    assert torch.allclose(again, plain, atol=1e-6)
+    assert MODEL_CACHE.stats().loads == loads and off.pipe.unet is unet
 
 
 def test_step_cache_option(models_root):

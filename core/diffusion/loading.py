@@ -1,8 +1,9 @@
 """Load diffusers pipelines (folders, single-file checkpoints, repo ids) into a ``PipelineHandle``.
 
-Weights are cached in MODEL_CACHE by (source, dtype, device, config, module-changing speed
-switches); the scheduler and the tiny VAE are NOT part of the key: the handle names the
-scheduler and every run builds a fresh one from the saved config.
+Weights are cached in MODEL_CACHE by (source, dtype, device, config, CPU offload); the
+scheduler, the tiny VAE and the other speed switches are NOT part of the key: the handle names
+the scheduler (every run builds a fresh one from the saved config) and its speed switches,
+which ``ensure_device`` sets on the shared pipeline in place (toggling one never reloads).
 
 Model families (``PipelineHandle.family``: 'sd1', 'sdxl', 'flux'...) and their defaults are in
 ``families.py``. Variants (``PipelineHandle.variant``):
@@ -21,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .. import hf_loading, host
+from .. import hf_loading, host, model_cache
 from ..model_cache import MODEL_CACHE, CacheKey
 from . import families
 from .schedulers import AS_SAVED, check_scheduler_name
@@ -71,8 +72,16 @@ class PipelineHandle:
         return families.prompt_tokenizer(self.pipe, self.family)
 
     def ensure_device(self) -> None:
-        """Move the weights back to the chosen device if the model cache offloaded them to make
-        room for another model (never with CPU offload, whose hooks own placement)."""
+        """Before a run: reload the weights if ComfyUI (or keep_loaded off) unloaded them, load them
+        through ComfyUI's memory manager, set this handle's speed switches on the shared pipeline
+        in place, and move the weights back to the chosen device if the model cache offloaded them
+        (never with CPU offload, whose hooks own placement)."""
+        model_cache.prepare(self.pipe)
+        if self.tiny_vae is not None:
+            model_cache.prepare(self.tiny_vae)
+        applied = apply_speed(self.pipe, self.speed, self.device)
+        if applied:
+            log.debug("speed switches on %s: %s", self.name, ", ".join(applied))
         if self.speed.cpu_offload or getattr(self.device, "type", "cpu") == "cpu":
             return
         unet = getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
@@ -211,15 +220,12 @@ def _loader(kind: str, source: str, config: str, options, speed: SpeedOptions, d
         if not speed.cpu_offload or device.type != "cuda" or host.in_comfyui():
             pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
-        applied = apply_speed(pipe, speed, device)
-        if applied:
-            log.info("speed switches on %s: %s", Path(source).name, ", ".join(applied))
-        return pipe
+        return pipe  # speed switches are set in place when a run starts (PipelineHandle.ensure_device)
 
     return load
 
 
-def load_tiny_vae(name: str, device, dtype):
+def load_tiny_vae(name: str, device, dtype, keep_loaded: bool = True):
     """AutoencoderTiny (TAESD) from models/vae_approx, cached."""
 
     path = host.resolve_model("vae_approx", name)
@@ -231,7 +237,7 @@ def load_tiny_vae(name: str, device, dtype):
 
         return AutoencoderTiny.from_pretrained(str(path), dtype=dtype, use_safetensors=True).to(device).eval()
 
-    return MODEL_CACHE.get_or_load(key, load)
+    return MODEL_CACHE.get_or_load(key, load, keep_loaded=keep_loaded, offload=lambda v: v.to("cpu"))
 
 
 def load_pipeline(
@@ -263,7 +269,7 @@ def load_pipeline(
         key, _loader(kind, source, cfg, options, speed, device, dtype), keep_loaded=options.keep_loaded,
         offload=lambda p: p.to("cpu"),
     )
-    taesd = load_tiny_vae(tiny_vae, device, dtype) if tiny_vae and tiny_vae != "none" else None
+    taesd = load_tiny_vae(tiny_vae, device, dtype, options.keep_loaded) if tiny_vae and tiny_vae != "none" else None
     if tiny_vae_decode and taesd is None:
         raise ValueError("'decode with tiny VAE' is on but no tiny VAE is chosen: pick a TAESD folder from models/vae_approx or switch it off")
     return PipelineHandle(

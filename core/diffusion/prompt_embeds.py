@@ -21,6 +21,8 @@ import threading
 import weakref
 from collections import OrderedDict
 
+from ..hosted_model import on_unload
+
 log = logging.getLogger(__name__)
 
 UP = 1.1
@@ -264,34 +266,47 @@ def encode_weighted_sdxl(pipe, prompt: str, negative: str = "", clip_skip: int =
 
 
 class EmbeddingCache:
-    """LRU of prompt embeddings keyed by (text encoder identities, prompt, negative, clip skip, device).
+    """Prompt embeddings keyed by (text encoders, prompt, negative, clip skip, device), an LRU of
+    ``size`` entries per text encoder that dies with it.
 
-    ``get`` gives the SD 1.x/2.x pair, ``get_sdxl`` the SDXL four; an entry is only a hit while
-    the text encoders it was made with are still alive (ids can be reused after a reload).
+    ``get`` gives the SD 1.x/2.x pair, ``get_sdxl`` the SDXL four. The entries live in a
+    ``WeakKeyDictionary`` keyed by the (last) text encoder module: when the pipeline goes, so do
+    its embeddings (GPU tensors included); when its weights are unloaded (ComfyUI's memory
+    manager, keep_loaded off) they are forgotten at once (``forget``).
     """
 
     def __init__(self, size: int = 64):
         self.size = size
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
+        self._owners: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+        self._lock = threading.RLock()
         self.hits = 0
         self.misses = 0
 
     def _lookup(self, key, modules, compute):
+        owner = modules[-1]
         with self._lock:
-            item = self._items.get(key)
-            if item is not None and all(ref() is m for ref, m in zip(item[0], modules)):
-                self._items.move_to_end(key)
+            items = self._owners.get(owner)
+            if items is not None and key in items:
+                items.move_to_end(key)
                 self.hits += 1
-                return item[1]
+                return items[key]
         value = compute()
         with self._lock:
             self.misses += 1
-            self._items[key] = (tuple(weakref.ref(m) for m in modules), value)
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            items = self._owners.get(owner)
+            if items is None:
+                items = self._owners[owner] = OrderedDict()
+            items[key] = value
+            items.move_to_end(key)
+            while len(items) > self.size:
+                items.popitem(last=False)
         return value
+
+    def forget(self, modules) -> None:
+        """Drop the embeddings made with any of ``modules`` (their weights were unloaded)."""
+        with self._lock:
+            for module in modules:
+                self._owners.pop(module, None)
 
     def get(self, pipe, prompt: str, negative: str = "", clip_skip: int = 0, device=None):
         encoder = pipe.text_encoder
@@ -310,13 +325,21 @@ class EmbeddingCache:
 
     def clear(self) -> None:
         with self._lock:
-            self._items.clear()
+            self._owners.clear()
 
     def __len__(self) -> int:
-        return len(self._items)
+        with self._lock:
+            return sum(len(items) for items in list(self._owners.values()))
 
 
 EMBEDDING_CACHE = EmbeddingCache()
+
+
+def _forget_unloaded(value, modules) -> None:
+    EMBEDDING_CACHE.forget(modules)
+
+
+on_unload(_forget_unloaded)
 
 
 def count_tokens(tokenizer, text: str) -> int:

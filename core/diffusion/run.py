@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from .. import faults, host
 from ..images import check_image, check_mask, from_nchw
 from . import prompt_embeds as pe_mod
+from .preview import make_previewer
 from .schedulers import make_scheduler
 from .speed import step_cache
 
 log = logging.getLogger(__name__)
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
-PREVIEW_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -161,18 +161,6 @@ def _vae_decode(vae, latents):
     return vae.decode(latents, return_dict=False)[0]
 
 
-def _preview(handle, latents):
-    if handle.tiny_vae is None or not host.in_comfyui():
-        return None
-    import torch
-
-    from ..images import to_pil
-
-    with torch.no_grad():
-        img = handle.tiny_vae.decode(latents[:1].to(handle.tiny_vae.device, handle.tiny_vae.dtype), return_dict=False)[0]
-    return ("JPEG", to_pil(from_nchw((img / 2 + 0.5).clamp(0, 1)))[0], PREVIEW_SIZE)
-
-
 def _is_oom(exc: BaseException) -> bool:
     return faults.is_oom(exc)  # one rule for every device (CPU allocator wording included)
 
@@ -230,10 +218,11 @@ def run(handle, mode: str, req: GenerateRequest, image=None, mask=None):
                   if "prompt" in k else v for k, v in kwargs.items()}
     per_prompt = batch if orig is None else 1
     bar = host.progress(int(req.steps), label="generate")
+    previewer = make_previewer(handle, pipe, height, width)
 
     def on_step_end(p, step, timestep, callback_kwargs):
         total = getattr(p, "_num_timesteps", None) or int(req.steps)
-        bar.update_absolute(step + 1, total, _preview(handle, callback_kwargs["latents"]))
+        bar.update_absolute(step + 1, total, previewer(callback_kwargs["latents"]) if previewer is not None else None)
         host.check_interrupt()
         return callback_kwargs
 

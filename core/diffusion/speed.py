@@ -36,47 +36,64 @@ class SpeedOptions:
     step_cache_interval: int = 0  # 0/1: off; N >= 2: DeepCache full UNet every N steps
 
     def module_options(self) -> tuple:
-        """Switches that change the loaded modules (part of the model-cache key)."""
-        return (
-            ("attention_slicing", self.attention_slicing),
-            ("vae_slicing", self.vae_slicing),
-            ("vae_tiling", self.vae_tiling),
-            ("channels_last", self.channels_last),
-            ("torch_compile", self.torch_compile),
-            ("cpu_offload", self.cpu_offload),
-        )
+        """Switches that need a separately loaded copy (part of the model-cache key): only CPU
+        offload, whose hooks own the placement. Every other switch is set on the cached pipeline
+        in place when a run starts (``apply_speed``), so toggling one never reloads weights."""
+        return (("cpu_offload", self.cpu_offload),)
+
+    def in_place(self) -> tuple:
+        return (self.attention_slicing, self.vae_slicing, self.vae_tiling, self.channels_last, self.torch_compile)
+
+
+_STATE = "_llma_speed"
+
+
+def _forget_state(value, modules) -> None:
+    """The weights were unloaded (channels-last is a property of the tensors): set it again next run."""
+    getattr(value, "__dict__", {}).pop(_STATE, None)
 
 
 def apply_speed(pipe, options: SpeedOptions, device) -> list[str]:
-    """Apply the module-changing switches to a freshly loaded pipeline; returns what was applied."""
+    """Set the in-place switches of ``options`` on ``pipe`` (on or off), changing only what
+    differs from the last call; CPU offload only on a freshly loaded pipeline. Returns the
+    switches that are on."""
     import torch
 
-    applied = []
-    if options.attention_slicing and hasattr(pipe, "enable_attention_slicing"):
-        pipe.enable_attention_slicing()
-        applied.append("attention_slicing")
-    vae = getattr(pipe, "vae", None)
-    if options.vae_slicing and hasattr(vae, "enable_slicing"):
-        vae.enable_slicing()
-        applied.append("vae_slicing")
-    if options.vae_tiling and hasattr(vae, "enable_tiling"):
-        vae.enable_tiling()
-        applied.append("vae_tiling")
-    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    if options.channels_last and denoiser is not None:
-        denoiser.to(memory_format=torch.channels_last)
-        applied.append("channels_last")
-    if options.cpu_offload:
+    from ..hosted_model import on_unload
+
+    on_unload(_forget_state)
+    state = pipe.__dict__.get(_STATE)
+    wanted = options.in_place()
+    if state != wanted:
+        old = state or (False, False, False, False, False)
+        slicing, vae_slicing, vae_tiling, channels_last, compiled = wanted
+        vae = getattr(pipe, "vae", None)
+        denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+        if slicing != old[0] and hasattr(pipe, "enable_attention_slicing"):
+            pipe.enable_attention_slicing() if slicing else pipe.disable_attention_slicing()
+        if vae_slicing != old[1] and hasattr(vae, "enable_slicing"):
+            vae.enable_slicing() if vae_slicing else vae.disable_slicing()
+        if vae_tiling != old[2] and hasattr(vae, "enable_tiling"):
+            vae.enable_tiling() if vae_tiling else vae.disable_tiling()
+        if denoiser is not None and (channels_last != old[3] or state is None and channels_last):
+            denoiser.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        if denoiser is not None and compiled != old[4]:
+            if compiled:
+                denoiser.compile()
+            else:
+                denoiser._compiled_call_impl = None  # what Module.compile() set: plain forward again
+        pipe.__dict__[_STATE] = wanted
+    applied = [name for name, on in zip(("attention_slicing", "vae_slicing", "vae_tiling", "channels_last", "torch_compile"), wanted) if on]
+    if options.cpu_offload and not pipe.__dict__.get("_llma_offload"):
         if host.in_comfyui():
             log.warning("CPU offload ignored inside ComfyUI: its model management already moves models in and out of VRAM")
         elif getattr(device, "type", str(device)) != "cuda":
             log.warning("CPU offload ignored: it only helps on a CUDA device (device is %s)", device)
         else:
             pipe.enable_model_cpu_offload(device=device)
-            applied.append("cpu_offload")
-    if options.torch_compile and denoiser is not None:
-        denoiser.compile()
-        applied.append("torch_compile")
+            pipe.__dict__["_llma_offload"] = True
+    if pipe.__dict__.get("_llma_offload"):
+        applied.append("cpu_offload")
     return applied
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import hf_loading, host
-from ..model_cache import MODEL_CACHE
+from .. import model_cache
+from ..model_cache import MODEL_CACHE, BoundedDict
 from .candidates import candidate_phrases
 
 log = logging.getLogger(__name__)
@@ -28,13 +29,16 @@ class SentenceEncoder:
     name: str
     device: Any
     max_length: int = 256
-    _cache: dict = field(default_factory=dict, repr=False)
+    _cache: dict = field(default_factory=lambda: BoundedDict(4096), repr=False)  # CPU rows, dies with the encoder
 
     def encode_texts(self, texts: list[str], batch_size: int = 64):
         import torch
 
         texts = [str(t) for t in texts]
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        rows = {t: self._cache[t] for t in dict.fromkeys(texts) if t in self._cache}
+        missing = [t for t in dict.fromkeys(texts) if t not in rows]
+        if missing:
+            model_cache.prepare(self)  # reload if ComfyUI unloaded it; load through its memory manager
         with torch.inference_mode():
             for start in range(0, len(missing), batch_size):
                 host.check_interrupt()
@@ -47,10 +51,10 @@ class SentenceEncoder:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
                 pooled = torch.nn.functional.normalize(pooled, dim=-1).cpu()
                 for text, row in zip(chunk, pooled):
-                    self._cache[text] = row
+                    self._cache[text] = rows[text] = row
         if not texts:
             return torch.zeros((0, int(getattr(self.model.config, "hidden_size", 0) or 0)))
-        return torch.stack([self._cache[t] for t in texts])
+        return torch.stack([rows[t] for t in texts])
 
 
 def load_text_encoder(name: str, options: hf_loading.LoadOptions = hf_loading.LoadOptions()) -> SentenceEncoder:
