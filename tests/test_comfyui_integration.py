@@ -432,3 +432,42 @@ def test_connect_model_server_workflow_runs_in_comfyui_and_headless(comfyui, ser
         assert len(expanded) == 1 and expanded[0].strip()
     # temperature 0 on the same server: ComfyUI and the headless runner get the same text
     assert in_comfy.outputs["6"]["text"] == headless.outputs["6"]["text"]
+
+
+def _queue(url: str, prompt: dict) -> str:
+    body = json.dumps({"prompt": prompt, "client_id": "llma-test"}).encode()
+    request = urllib.request.Request(f"{url}/prompt", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+        return json.loads(response.read())["prompt_id"]
+
+
+def _wait_history(url: str, prompt_id: str, timeout: float = 300.0) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        entry = _get(f"{url}/history/{prompt_id}").get(prompt_id)
+        if entry and entry.get("status", {}).get("completed") is not None and (
+                entry["status"].get("completed") or entry["status"].get("status_str") == "error"):
+            return entry
+        time.sleep(0.3)
+    pytest.fail(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
+
+
+def test_cancel_closes_the_server_stream_in_comfyui_and_the_next_run_works(comfyui, serve):
+    """ComfyUI's Cancel (/interrupt) during a long streamed answer: the run ends interrupted, the next one works."""
+    url, _ = comfyui
+    long_run = model_server_prompt(serve.url)
+    del long_run["1"], long_run["3"], long_run["4"]  # Expand Prompt only
+    long_run["5"]["inputs"]["max_new_tokens"] = 1000  # many seconds of tokens from the tiny model
+    prompt_id = _queue(url, long_run)
+    deadline = time.time() + 60
+    while time.time() < deadline and not _get(f"{url}/queue").get("queue_running"):
+        time.sleep(0.1)
+    time.sleep(2.0)  # connected and streaming
+    urllib.request.urlopen(urllib.request.Request(f"{url}/interrupt", data=b"{}", method="POST"), timeout=30)  # noqa: S310
+    entry = _wait_history(url, prompt_id)
+    kinds = [message[0] for message in entry["status"].get("messages", [])]
+    assert "execution_interrupted" in kinds and "execution_success" not in kinds, kinds
+    short = model_server_prompt(serve.url)
+    short["5"]["inputs"]["max_new_tokens"] = 4
+    done = _wait_history(url, _queue(url, short))
+    assert done["status"]["status_str"] == "success" and done["outputs"]["6"]["text"][0].strip()
