@@ -92,8 +92,9 @@ def _sentence(text: str) -> str:
 def render_natural(terms, language: str = "english", template: str = "") -> str:
     """Sentences from ``(text, weight)`` terms: subject first, then strong / normal / subtle tiers.
 
-    ``template`` is style text: with ``{keywords}`` the sentences go there, otherwise it is appended
-    as its own sentence. The caller converts any weight syntax in the template first.
+    ``template`` is style text: with ``{keywords}`` the text before it leads the first sentence
+    ("a photo of {keywords}") and the text after it is a sentence of its own; without it the
+    template is appended as its own sentence. The caller converts any weight syntax in the template first.
     """
     if language not in GLUE:
         raise ValueError(f"language must be one of {list(GLUE)}, got {language!r}")
@@ -111,13 +112,14 @@ def render_natural(terms, language: str = "english", template: str = "") -> str:
     template = safe_term(template)
     if not template:
         return body
-    if "{keywords}" in template:
-        inner = body[:-1] if body.endswith(".") else body
-        if not template.startswith("{keywords}") and inner:
-            inner = inner[:1].lower() + inner[1:] if language != "german" else inner
-        text = template.replace("{keywords}", inner)
-        text = re.sub(r"\s+([,.;:])", r"\1", text).strip(" ,")
-        return _sentence(_capital(text))
+    if "{keywords}" in template:  # text before the terms leads the first sentence, text after is a sentence
+        before, _, after = template.partition("{keywords}")
+        before, after = before.strip(" ,;"), after.replace("{keywords}", "").strip(" ,;.")
+        if before and body:
+            body = f"{before} {body[:1].lower() if language != 'german' else body[:1]}{body[1:]}"
+        elif before:
+            body = before
+        return " ".join(_sentence(_capital(p)) for p in (body, after) if p)
     return " ".join(p for p in (body, _sentence(_capital(template))) if p)
 
 

@@ -99,7 +99,7 @@ def test_weight_syntax_anywhere_is_converted_and_reported():
                             must_keep="(red hat:1.5)", token_budget=0)
     text = spec.positive_text()
     assert text.startswith("Red hat as the main subject.")  # its converted weight 1.5 makes it the subject
-    assert not WEIGHT_SYNTAX.search(text) and "[" not in text and "masterpiece" in text
+    assert not WEIGHT_SYNTAX.search(text) and "[" not in text and text.endswith("Masterpiece, blurry.")
     assert json.loads(report_text(spec))["converted"] == ["(red hat:1.5)", "{keywords}, (masterpiece:1.2), [blurry]"]
 
 

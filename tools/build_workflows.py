@@ -53,7 +53,7 @@ def _describe(g: Graph, image_name: str = "example.png"):
     captioner = g.add("LLMAssistLoadCaptioner", model=CAPTIONER)
     caption = g.add("LLMAssistCaptionImage", captioner=captioner, image=image["IMAGE"], instruction="detailed",
                     max_new_tokens=60, seed=SEED)
-    keywords = g.add("LLMAssistExtractKeywords", caption=caption["caption"], top_k=10, seed=SEED)
+    keywords = g.add("LLMAssistExtractKeywords", caption=caption["caption"], top_k=10)
     return image, captioner, caption, keywords
 
 
@@ -153,7 +153,7 @@ def evaluation_loop(g: Graph) -> None:
     clip_score = g.add("LLMAssistCLIPScore", image_encoder=encoder, image=images["images"], text=prompt["positive"])
     recaption = g.add("LLMAssistCaptionImage", title="Re-caption generated images", captioner=captioner,
                       image=images["images"], instruction="detailed", max_new_tokens=60, seed=SEED)
-    rekeywords = g.add("LLMAssistExtractKeywords", caption=recaption["caption"], top_k=10, seed=SEED)
+    rekeywords = g.add("LLMAssistExtractKeywords", caption=recaption["caption"], top_k=10)
     fidelity = g.add("LLMAssistKeywordFidelity", source_keywords=keywords["keywords"],
                      caption_keywords=rekeywords["keywords"])
     report = g.add("LLMAssistMetricsReport", metrics_1=diversity["report"], metrics_2=clip_score["report"],
@@ -172,7 +172,7 @@ def dataset_captioning(g: Graph) -> None:
     captioner = g.add("LLMAssistLoadCaptioner", model=CAPTIONER)
     caption = g.add("LLMAssistCaptionImage", captioner=captioner, image=folder["images"], instruction="detailed",
                     max_new_tokens=60, seed=SEED)
-    keywords = g.add("LLMAssistExtractKeywords", caption=caption["caption"], top_k=12, seed=SEED)
+    keywords = g.add("LLMAssistExtractKeywords", caption=caption["caption"], top_k=12)
     captions = g.add("LLMAssistSaveCaptions", title="Save captions", captions=caption["caption"],
                      image_paths=folder["paths"])
     tags = g.add("LLMAssistSaveCaptions", title="Save keyword tags", captions=keywords["keywords_text"],
