@@ -471,3 +471,16 @@ def test_cancel_closes_the_server_stream_in_comfyui_and_the_next_run_works(comfy
     short["5"]["inputs"]["max_new_tokens"] = 4
     done = _wait_history(url, _queue(url, short))
     assert done["status"]["status_str"] == "success" and done["outputs"]["6"]["text"][0].strip()
+
+
+def test_concurrent_image_requests_report_progress_in_comfyui(comfyui, serve):
+    """A batch of 3 images, 2 requests at a time: the worker threads go through ComfyUI's progress hook."""
+    url, _ = comfyui
+    prompt = model_server_prompt(serve.url)
+    del prompt["5"], prompt["6"]
+    prompt["7"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 3}}
+    prompt["2"]["inputs"]["concurrency"] = 2
+    prompt["3"]["inputs"]["image"] = ["7", 0]
+    done = _wait_history(url, _queue(url, prompt))
+    assert done["status"]["status_str"] == "success", done["status"]
+    assert len(done["outputs"]["4"]["text"]) == 3
