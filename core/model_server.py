@@ -253,8 +253,9 @@ def _malformed(base_url: str, what) -> ModelServerError:
                             f"({text[:200]!r}): check base_url points at the OpenAI-compatible API (usually ending in /v1)")
 
 
-def _content_of(base_url: str, data, delta: bool) -> tuple[str, str | None]:
-    """(text, finish_reason) of one chunk or a whole completion."""
+def _content_of(base_url: str, data, delta: bool) -> tuple[str, str]:
+    """(text, reasoning) of one chunk or a whole completion (reasoning: a reasoning model's
+    thoughts, sent apart as ``reasoning_content`` / ``reasoning`` by vLLM, Ollama, transformers serve)."""
     if not isinstance(data, dict):
         raise _malformed(base_url, data)
     if "error" in data:
@@ -265,15 +266,21 @@ def _content_of(base_url: str, data, delta: bool) -> tuple[str, str | None]:
     if not isinstance(choices, list):
         raise _malformed(base_url, data)
     if not choices:  # e.g. a final usage-only chunk
-        return "", None
-    choice = choices[0]
-    part = choice.get("delta" if delta else "message") or {}
+        return "", ""
+    part = choices[0].get("delta" if delta else "message") or {}
     if not isinstance(part, dict):
         raise _malformed(base_url, data)
     content = part.get("content") or ""
-    if not isinstance(content, str):
+    reasoning = part.get("reasoning_content") or part.get("reasoning") or ""
+    if not isinstance(content, str) or not isinstance(reasoning, str):
         raise _malformed(base_url, data)
-    return content, choice.get("finish_reason")
+    return content, reasoning
+
+
+def _joined(pieces: list[str], thoughts: list[str]) -> str:
+    """The answer, with the thoughts (if any) in front as a <think> block, as in-process models write them."""
+    thinking = "".join(thoughts).strip()
+    return (f"<think>{thinking}</think>" if thinking else "") + "".join(pieces)
 
 
 def chat(base_url: str, model: str, messages: list, options: ServerOptions, *, max_tokens: int,
@@ -307,8 +314,9 @@ def chat(base_url: str, model: str, messages: list, options: ServerOptions, *, m
                         data = json.loads(response.read())
                     except ValueError:
                         raise _malformed(base_url, response.text) from None
-                    return _content_of(base_url, data, delta=False)[0]
+                    return _joined(*([part] for part in _content_of(base_url, data, delta=False)))
                 pieces: list[str] = []
+                thoughts: list[str] = []
                 for line in response.iter_lines():
                     if (cancel is not None and cancel.is_set()) or host.interrupted():
                         raise Cancelled()
@@ -321,13 +329,14 @@ def chat(base_url: str, model: str, messages: list, options: ServerOptions, *, m
                         data = json.loads(payload)
                     except ValueError:
                         raise _malformed(base_url, payload) from None
-                    text, _finish = _content_of(base_url, data, delta=True)
-                    if text:
+                    text, reasoning = _content_of(base_url, data, delta=True)
+                    if text or reasoning:
                         pieces.append(text)
+                        thoughts.append(reasoning)
                         received += 1
                         if on_token is not None:
                             on_token(received)
-                return "".join(pieces)
+                return _joined(pieces, thoughts)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             if last:
                 raise _unreachable(base_url, exc) from None

@@ -164,6 +164,17 @@ class ImageServer:
                     return
                 if step == "context":
                     return self._send(400, json.dumps({"error": {"message": "This model's maximum context length is 64 tokens."}}).encode())
+                if step == "reasoning":  # thoughts apart from the answer, as reasoning servers send them
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    for delta in ({"reasoning_content": "the user wants"}, {"reasoning_content": " a fox"},
+                                  {"content": "a red fox"}, {"content": ", snow"}):
+                        self.wfile.write(f"data: {json.dumps({'choices': [{'index': 0, 'delta': delta}]})}\n\n".encode())
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.close_connection = True
+                    return
                 if step == "garbage":
                     return self._send(200, b"<html>hello</html>", "text/html")
                 if step is not None:

@@ -400,3 +400,12 @@ def test_one_failing_image_request_fails_the_batch_with_its_own_error(image_serv
     with pytest.raises(ModelServerError, match="answered HTTP 400"):
         captioner.caption([torch.rand(3, 20, 20, 3)])
     assert len(captioner.caption([torch.rand(1, 20, 20, 3)])) == 1  # and the next batch works
+
+
+def test_reasoning_sent_apart_becomes_the_thinking_output(image_server):
+    from llm_assist.core.language_model import generate_text
+
+    lm = ServerLanguageModel(image_server.url, "vision-test")
+    image_server.script = ["reasoning", "reasoning"]
+    assert generate_text(lm, "rewrite", "a fox", max_new_tokens=8, with_thinking=True) == ("a red fox, snow", "the user wants a fox")
+    assert generate_text(lm, "rewrite", "a fox", max_new_tokens=8) == "a red fox, snow"
