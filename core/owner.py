@@ -211,6 +211,8 @@ def override(**changes):
 # ---------------------------------------------------------------- downloads and remote code
 def check_load_grants(allow_download: bool, trust_remote_code: bool, what: str = "the loader") -> None:
     """Refuse a loader's ``allow_download`` / ``trust_remote_code`` the owner has not granted."""
+    if not (allow_download or trust_remote_code):
+        return  # nothing asked: never read the settings (a broken file must not break imports)
     current = settings()
     if allow_download and not current.allow_download:
         raise NotGranted(

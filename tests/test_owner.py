@@ -188,3 +188,15 @@ def test_api_key_file_unreadable_is_named(tmp_path):
         with pytest.raises(ValueError, match="api_key_file"):
             owner.api_key()
     assert owner.api_key() is None
+
+
+def test_a_broken_settings_file_breaks_only_what_asks(monkeypatch, tmp_path):
+    from llm_assist.core.hf_loading import LoadOptions
+
+    conf = tmp_path / "llm_assist.yaml"
+    conf.write_text("allow_download: [\n")
+    monkeypatch.setenv(owner.ENV_SETTINGS, str(conf))
+    owner._cached = None  # as at a fresh start
+    assert LoadOptions().allow_download is False  # loaders' defaults (built at import) still work
+    with pytest.raises(ValueError, match="llm_assist.yaml could not be read"):
+        LoadOptions(allow_download=True)
