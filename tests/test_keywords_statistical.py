@@ -179,3 +179,157 @@ def test_quality_regression_on_flickr8k_dev():
 
 def test_weights_are_probabilities():
     assert all(0.0 <= v <= 1.0 for k, v in statistical.WEIGHTS.items() if k not in ("merge", "attach"))
+
+
+# --------------------------------------------------------------------------- long descriptions
+# Detailed VLM captions are 150-300 words with dozens of noun phrases. A linear per-phrase decay
+# pushed late heads below the -1 sentinel of note(): they were never scored and _assemble raised
+# KeyError on them.
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _many_new_heads(n=60):
+    return "A dog sits on a porch. " + " ".join(f"There is a shiny{i} thing{i}x near it." for i in range(n))
+
+
+def test_long_description_with_many_late_heads_does_not_crash():
+    out = extract(_many_new_heads(), top_k=8)  # KeyError: 'thing28x' before the bounded decay
+    _check_ranking(out)
+    assert out[0][0] == "dog"
+    assert all(s > 0 for _, s in extract(_many_new_heads(), top_k=200, max_words=1))
+
+
+_VOCAB = {  # determiners, adjectives, nouns, prepositions, verbs per language
+    "english": ("a the one two several this every".split(),
+                "small red wooden old bright large green tall soft dark golden striped weathered".split(),
+                "dog porch table chair lamp window tree car bicycle bottle flower cup book fence bench".split(),
+                "on near behind beside under with in of".split(),
+                "sits stands is lies hangs rests leans shows".split()),
+    "german": ("ein eine der die das".split(), "kleiner roter alter heller großer grüner".split(),
+               "Hund Tisch Stuhl Lampe Fenster Baum Auto Fahrrad Flasche Blume".split(),
+               "auf neben hinter unter mit in".split(), "steht liegt sitzt hängt".split()),
+    "french": ("un une le la les".split(), "petit rouge vieux grand vert sombre".split(),
+               "chien table chaise lampe fenêtre arbre voiture vélo bouteille fleur".split(),
+               "sur près derrière sous avec dans".split(), "est repose se trouve pend".split()),
+    "spanish": ("un una el la los".split(), "pequeño rojo viejo grande verde oscuro".split(),
+                "perro mesa silla lámpara ventana árbol coche bicicleta botella flor".split(),
+                "sobre junto detrás bajo con en".split(), "está descansa cuelga aparece".split()),
+}
+_INVENTED = st.from_regex(r"[a-z]{4,10}", fullmatch=True)
+
+
+@st.composite
+def _long_description(draw, language):
+    dets, adjs, nouns, preps, verbs = _VOCAB[language]
+    new_nouns = draw(st.lists(_INVENTED, min_size=5, max_size=40))  # unseen heads, as in real captions
+    new_adjs = draw(st.lists(_INVENTED, min_size=0, max_size=10))
+
+    def phrase():
+        mods = draw(st.lists(st.sampled_from(adjs + new_adjs), min_size=1, max_size=3))
+        head = draw(st.sampled_from(nouns + new_nouns))
+        return " ".join([draw(st.sampled_from(dets)), *mods, head])
+
+    target = draw(st.integers(50, 400))
+    sentences, words = [], 0
+    while words < target:
+        parts = [phrase(), draw(st.sampled_from(verbs)), draw(st.sampled_from(preps)), phrase()]
+        if draw(st.booleans()):
+            parts += [draw(st.sampled_from([",", "and"])), phrase()]
+        sentence = " ".join(parts) + draw(st.sampled_from([".", ".", "!", ";", ""]))
+        sentences.append(sentence[0].upper() + sentence[1:])
+        words += len(sentence.split())
+    return " ".join(sentences)
+
+
+@pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_long_generated_descriptions_never_fail(language, data):
+    assert set(SUPPORTED_LANGUAGES) <= set(_VOCAB), "add a vocabulary for the new language"
+    text = data.draw(_long_description(language))
+    n_words = len(text.split())
+    assert 50 <= n_words <= 450
+    for max_words in (1, 3):
+        out = extract(text, top_k=12, max_words=max_words, language=language)
+        assert out, text
+        _check_ranking(out, top_k=12, max_words=max_words)
+    if language != "english":  # the English tagger on foreign text must not fail either
+        assert extract(text, top_k=12)
+
+
+def test_long_description_top_keywords_are_its_main_subjects():
+    text = ("The image shows a golden retriever sitting on a wooden porch in front of a white farmhouse. "
+            "The dog has a thick, fluffy coat and a red collar with a small silver tag. Behind the dog, "
+            "there is a large window with blue shutters and a hanging flower basket full of pink petunias. "
+            "To the left of the porch, a rocking chair with a striped cushion sits next to a round table. "
+            "The porch floor is made of weathered planks, and a doormat lies near the steps. In the "
+            "background, tall green trees and a clear blue sky can be seen, along with a red barn. "
+            "A garden hose is coiled beside the steps, and a pair of muddy boots sits by the door. "
+            "Several potted plants line the railing, including a tall fern and a small cactus.")
+    top = [p for p, _ in extract(text, top_k=5, max_words=1)]
+    assert "dog" in top and "porch" in top and "retriever" in top, top
+    assert not {"fern", "cactus", "railing", "plants", "boots"} & set(top), top
+
+
+def _run_cli_args(**kw):
+    import argparse
+
+    base = dict(method="statistical", top_k=8, max_words=3, language="english", min_score=0.0,
+                encoder=None, models=None)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_cli_long_descriptions_all_lines_answered():
+    lines = [CAPTIONS[0], _many_new_heads(), CAPTIONS[1], _many_new_heads(80)]
+    res = _run_cli(lines, "--top-k", "3")
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(rows) == len(lines) and all(rows)
+
+
+def test_cli_failing_line_gives_error_record_and_empty_list(monkeypatch, capsys):
+    import io
+
+    from llm_assist.cli import keywords as cli
+
+    real = statistical.extract
+
+    def flaky(caption, **kw):  # an injected fault on the lines that say so
+        if "FAIL" in caption:
+            raise RuntimeError("injected fault")
+        return real(caption, **kw)
+
+    monkeypatch.setattr(statistical, "extract", flaky)
+    lines = ["a black dog runs", "FAIL one", "two cats sleep", "FAIL again", "a red car"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert cli.command(_run_cli_args()) == 1
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 5 and rows[1] == [] and rows[3] == []
+    assert rows[0][0][0] == "dog" and rows[2] and rows[4]
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert [r["line"] for r in records] == [2, 4]
+    assert all("injected fault" in r["error"] for r in records)
+
+
+def test_cli_streams_each_line_before_the_input_ends():
+    import select
+
+    proc = subprocess.Popen([sys.executable, "-m", "llm_assist", "-q", "keywords", "--top-k", "2"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for caption in (CAPTIONS[0], CAPTIONS[4]):
+            proc.stdin.write(caption + "\n")
+            proc.stdin.flush()
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            assert ready, "no output line before stdin was closed: the CLI does not stream"
+            row = json.loads(proc.stdout.readline())
+            assert row == [[p, s] for p, s in extract(caption, top_k=2)]
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
