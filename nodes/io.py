@@ -33,17 +33,18 @@ def _allowed_images(path, pattern, sort, start, limit, recursive) -> list:
     return paths
 
 
-def _check_caption_writes(paths, folder: str) -> None:
-    """Refuse (before anything is written) caption files outside the folders the owner allows."""
+def _check_caption_writes(paths, folder: str, targets) -> None:
+    """Refuse (before anything is written or even looked at) caption files outside the folders the
+    owner allows; ``targets`` are the caption files of ``paths``."""
     from ..core import image_folder, owner
 
     if not owner.paths_restricted():
         return
     if folder.strip():
         owner.check_user_dir(image_folder.output_root(folder, "x"), write=True, what="output_folder")
-    for p in paths:
-        what = "output_folder" if folder.strip() else f"image_paths item {str(p)[:60]!r}: its caption file"
-        owner.check_user_file(image_folder.caption_path(p, folder), write=True, what=what)
+    for p, target in zip(paths, targets):
+        what = f"image_paths item {str(p)[-60:]!r}: its caption file" + (f" under output_folder {folder[:60]!r}" if folder.strip() else "")
+        owner.check_user_file(target, write=True, what=what)
 
 
 class LLMAssistLoadImageFolder:
@@ -147,9 +148,9 @@ class LLMAssistSaveCaptions:
             )
         mode, folder = _first(mode, "skip existing"), _first(output_folder, "") or ""
         prefix, suffix = _first(prefix, "") or "", _first(suffix, "") or ""
-        _check_caption_writes(paths, folder)  # the server owner's folders only (core.owner)
         try:  # every target checked (one caption file per image, writable, UTF-8 to append) before writing
             targets = captioning_folder.caption_targets(paths, folder)
+            _check_caption_writes(paths, folder, targets)  # the server owner's folders only (core.owner)
             captioning_folder.check_targets(targets, mode)
         except OSError as exc:
             raise ValueError(f"image_paths item {str(exc.filename or paths[0])[:60]!r} is not a usable path "

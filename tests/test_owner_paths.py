@@ -114,3 +114,19 @@ def test_unrestricted_standalone_keeps_working(server):
     with owner.override(restrict_paths=False):
         assert _load(server["elsewhere"])[2] == 1
         assert _save([server["elsewhere"] / "a.png"])["result"][0] == 1
+
+
+def test_output_subfolder_symlinked_out_is_refused(server):
+    """Captions keep the images' sub-folders under output_folder: a linked sub-folder leading out is refused."""
+    for sub in ("set", "other"):
+        (server["input"] / sub).mkdir()
+        Image.new("RGB", (8, 8)).save(server["input"] / sub / f"{sub}.png")
+    (server["output"] / "caps").mkdir()
+    (server["output"] / "caps" / "set").symlink_to(server["elsewhere"], target_is_directory=True)
+    images = [server["input"] / "set" / "set.png", server["input"] / "other" / "other.png"]
+    with pytest.raises(owner.NotGranted, match="set.png.*caption file under output_folder 'caps'.*outside"):
+        _save(images, folder="caps")
+    assert _txt_files(server["elsewhere"]) == [] and _txt_files(server["output"]) == []
+    (server["output"] / "caps" / "set").unlink()
+    assert _save(images, folder="caps")["result"][0] == 2
+    assert (server["output"] / "caps" / "set" / "set.txt").is_file()
