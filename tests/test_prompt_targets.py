@@ -250,3 +250,78 @@ def test_split_thinking_loses_no_text(parts):
     kept = (answer + thinking).replace(" ", "").replace("\n", "")
     plain = re.sub(r"</?think>", "", raw).replace(" ", "").replace("\n", "")
     assert sorted(kept) == sorted(plain)
+
+
+# ---------------------------------------------------------------- Expand Prompt: thinking, presets, language
+@pytest.fixture()
+def scripted_lm(models_root):
+    """The tiny chat LM made to write a given text greedily: sequence biases rising with the prefix
+    length make each next token of the script win (real generate, decode and cleaning)."""
+    from llm_assist.core.language_model import load_language_model
+
+    lm = load_language_model("tiny-qwen2-chat")
+    config = lm.model.generation_config
+    saved = getattr(config, "sequence_bias", None)
+
+    def script(text):
+        ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        config.sequence_bias = {tuple(ids[:i + 1]): 1000.0 * (i + 1) for i in range(len(ids))}
+        return len(ids)
+
+    yield lm, script
+    config.sequence_bias = saved
+
+
+def _expand_node(lm, n, **kw):
+    from llm_assist.nodes.prompt import LLMAssistExpandPrompt
+
+    args = dict(mode="generate", preset="auto", custom_instruction="", seed=0, max_new_tokens=n, temperature=0.0,
+                token_budget=0, fixed_text="", language_model=lm, text="a red fox")
+    args.update(kw)
+    return LLMAssistExpandPrompt().expand(**args)
+
+
+def test_thinking_goes_to_its_own_output_and_never_into_the_prompt(scripted_lm):
+    lm, script = scripted_lm
+    n = script("<think>the user wants a fox</think>one fox in deep snow")
+    out = _expand_node(lm, n)
+    prompt, thinking = out["result"]
+    assert thinking == "the user wants a fox" and prompt == "one fox in deep snow"
+    assert out["ui"]["text"] == [prompt] and "think" not in prompt
+    n = script("<think>only thinking, cut off by the token limit")
+    prompt, thinking = _expand_node(lm, n)["result"]
+    assert thinking == "only thinking, cut off by the token limit" and prompt == "a red fox"  # input returned
+
+
+def test_expand_converts_weights_for_natural_targets(scripted_lm):
+    lm, script = scripted_lm
+    n = script("(red fox:1.3) in [deep] snow")
+    natural, _ = _expand_node(lm, n, target="natural")["result"]
+    assert natural == "red fox in deep snow"
+    tags, _ = _expand_node(lm, n, target="tags")["result"]
+    assert tags == "(red fox:1.3) in [deep] snow"  # CLIP reads the weights: kept
+
+
+def test_presets_and_output_language():
+    from llm_assist.core.language_model import (OUTPUT_LANGUAGES, PRESET_FOR_TARGET, PRESETS, instruction_for,
+                                                language_instruction)
+    from llm_assist.nodes.prompt import _OUTPUT_LANGUAGES
+
+    assert list(OUTPUT_LANGUAGES) == _OUTPUT_LANGUAGES
+    assert PRESET_FOR_TARGET == {"tags": "sd prompt", "natural": "image paragraph", "json": "image paragraph"}
+    assert "camera" in PRESETS["video motion"] and "paragraph" in PRESETS["image paragraph"]
+    assert instruction_for("auto") == PRESETS["sd prompt"]
+    assert "English" in language_instruction("auto", "t5") and "English" in language_instruction("auto", "clip")
+    assert "same language" in language_instruction("auto", "qwen") and "English" in language_instruction("english", "qwen")
+    with pytest.raises(ValueError, match="output_language must be one of"):
+        language_instruction("klingon")
+
+
+def test_readme_shows_the_real_renderings():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    flux_tags = Target("tags", "flux", "clip", 0, False, False)
+    for target in (resolve_target("tags"), NATURAL, JSON, flux_tags):
+        text = build_prompt_for(DOG, target, template="{keywords}, (film grain:1.2)", token_budget=0).positive_text()
+        assert f"`{text}`" in readme, text
+    de = _kw([("schwarzer hund", 0.9), ("schnee", 0.66), ("roter ball", 0.5), ("kiefern", 0.1)])
+    assert f"`{build_prompt_for(de, NATURAL, language='neutral', token_budget=0).positive_text()}`" in readme
