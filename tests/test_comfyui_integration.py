@@ -484,3 +484,15 @@ def test_concurrent_image_requests_report_progress_in_comfyui(comfyui, serve):
     done = _wait_history(url, _queue(url, prompt))
     assert done["status"]["status_str"] == "success", done["status"]
     assert len(done["outputs"]["4"]["text"]) == 3
+
+
+def test_a_workflow_cannot_make_comfyui_call_a_host_the_owner_did_not_allow(comfyui):
+    """base_url off this machine without LLM_ASSIST_SERVER_HOSTS: refused at validation, nothing runs."""
+    import urllib.error
+
+    url, _ = comfyui
+    prompt = model_server_prompt("http://10.1.2.3:8000/v1")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        _queue(url, prompt)
+    body = json.loads(info.value.read())
+    assert info.value.code == 400 and "LLM_ASSIST_SERVER_HOSTS" in json.dumps(body["node_errors"]["2"]), body
