@@ -205,8 +205,7 @@ def _sleep_backoff(attempt: int, retry_after: str | None) -> None:
             pass
     end = time.monotonic() + delay
     while time.monotonic() < end:
-        if host.interrupted():
-            raise Cancelled()
+        host.check_interrupt()  # Cancel during the wait: the host's own interrupt exception
         time.sleep(min(0.05, max(end - time.monotonic(), 0)))
 
 

@@ -409,3 +409,16 @@ def test_reasoning_sent_apart_becomes_the_thinking_output(image_server):
     image_server.script = ["reasoning", "reasoning"]
     assert generate_text(lm, "rewrite", "a fox", max_new_tokens=8, with_thinking=True) == ("a red fox, snow", "the user wants a fox")
     assert generate_text(lm, "rewrite", "a fox", max_new_tokens=8) == "a red fox, snow"
+
+
+def test_cancel_during_a_retry_backoff_stops_the_retries(image_server):
+    image_server.script = ["503"] * 10
+    lm = ServerLanguageModel(image_server.url, "vision-test", ServerOptions(max_retries=8))
+    timer = threading.Timer(0.3, host.request_interrupt)
+    timer.start()
+    try:
+        with pytest.raises(host.Interrupted):
+            lm.generate("instruction", "text", max_new_tokens=3)
+    finally:
+        timer.cancel()
+    assert len(image_server.requests) < 9  # stopped waiting instead of asking again
