@@ -16,9 +16,9 @@ _SAMPLING = (
 class LLMAssistConnectModelServer:
     DESCRIPTION = (
         "Use a model running in an OpenAI-compatible server (Ollama, llama.cpp llama-server, LM Studio, vLLM, "
-        "transformers serve) as the captioner and the language model: wire the outputs into Caption Image, "
-        "Expand Prompt, Extract Keywords (llm) or Keyword Fidelity's captioner exactly like the in-process "
-        "loaders'. Images go as base64 data URLs, one request per image, answers stream token by token "
+        "transformers serve) as the captioner and the language model: wire the outputs into Caption Image (also "
+        "the re-caption Keyword Fidelity scores), Expand Prompt, Extract Keywords (llm) or Metrics Report exactly "
+        "like the in-process loaders'. Images go as base64 data URLs, one request per image, answers stream token by token "
         "(progress bar, Cancel). Loopback servers always work; another host only when the server owner lists "
         "it (LLM_ASSIST_SERVER_HOSTS). An API key comes only from the owner's settings (LLM_ASSIST_API_KEY_ENV "
         "or LLM_ASSIST_API_KEY_FILE), never from a widget, so it is never saved in a workflow or image."
@@ -28,7 +28,7 @@ class LLMAssistConnectModelServer:
     RETURN_TYPES = ("LLMA_CAPTIONER", "LLMA_LANGUAGE_MODEL", "STRING")
     RETURN_NAMES = ("captioner", "language_model", "models")
     OUTPUT_TOOLTIPS = (
-        "The server's model as a captioner (Caption Image, Keyword Fidelity): needs a vision model on the server.",
+        "The server's model as a captioner (Caption Image, Metrics Report): needs a vision model on the server.",
         "The server's model as a language model (Expand Prompt, Extract Keywords llm).",
         "The models the server lists (one per line): copy one into 'model'.",
     )
