@@ -264,8 +264,10 @@ def translate_load_error(exc: Exception, source: str) -> Exception:
     text = str(exc)
     if "trust_remote_code" in text:
         return ValueError(
-            f"{source} needs custom code from its repo (trust_remote_code). It is off because it runs "
-            "code from the model folder: switch 'trust remote code' on only for models you trust"
+            f"{source} needs custom code from its repo (trust_remote_code), which is refused because it runs "
+            "code from the model folder: use a model without custom code, or (on a loader with a 'trust remote code' "
+            "switch) switch it on for a model you trust; the server owner must grant it too "
+            "(LLM_ASSIST_TRUST_REMOTE_CODE=1, see README 'Owner settings')"
         )
     if isinstance(exc, OSError) and ("offline" in text.lower() or "local_files_only" in text or "couldn't connect" in text.lower()):
         return ValueError(f"{source} is not available offline: put the model folder in the models folder or allow download")

@@ -350,3 +350,23 @@ def test_lists_show_only_what_the_loader_loads(node, tiny_models, root):
         bad, good = ["pickled"], ["good"]
     listed = NODES[node].INPUT_TYPES()["required"]["model"][0]
     assert set(good) <= set(listed) and not set(bad) & set(listed), listed
+
+
+def test_a_pipeline_folder_with_custom_component_code_is_refused_and_never_runs(tiny_models, root, tmp_path):
+    """Load Diffusion Pipeline has no trust switch: a model_index.json naming a component class from
+    a .py in the folder is refused, and that .py never runs."""
+    import json
+
+    from llm_assist.core.diffusion.loading import load_pipeline
+    from llm_assist.core.hf_loading import LoadOptions
+
+    marker = tmp_path / "component_code.marker"
+    folder = _copy(tiny_models, "diffusers", "tiny-sd15", root, "custom-unet")
+    index = json.loads((folder / "model_index.json").read_text())
+    index["unet"] = ["evil_unet", "EvilUNet"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    for where in (folder, folder / "unet"):
+        (where / "evil_unet.py").write_text(EVIL_CODE.format(marker=str(marker)))
+    with pytest.raises(ValueError, match="custom code.*LLM_ASSIST_TRUST_REMOTE_CODE"):
+        load_pipeline("custom-unet", options=LoadOptions(device="cpu", dtype="fp32", keep_loaded=False))
+    assert not marker.exists(), "code from the model folder ran"
