@@ -283,9 +283,9 @@ def _joined(pieces: list[str], thoughts: list[str]) -> str:
 
 
 def chat(base_url: str, model: str, messages: list, options: ServerOptions, *, max_tokens: int,
-         on_token: Callable[[int], None] | None = None, cancel: threading.Event | None = None) -> str:
-    """Stream one chat completion; the text. ``on_token(n)`` after each streamed chunk (n chunks so
-    far). Closes the stream within a chunk when ``cancel`` is set or the host is interrupted
+         on_token: Callable[[int, str], None] | None = None, cancel: threading.Event | None = None) -> str:
+    """Stream one chat completion; the text. ``on_token(n, piece)`` after each streamed chunk (n chunks
+    so far, piece: its answer text). Closes the stream within a chunk when ``cancel`` is set or the host is interrupted
     (raises ``Cancelled``). Retries connection failures and 429/502/503/504 with backoff, but never
     once part of the answer arrived."""
     httpx = _httpx()
@@ -334,7 +334,7 @@ def chat(base_url: str, model: str, messages: list, options: ServerOptions, *, m
                         thoughts.append(reasoning)
                         received += 1
                         if on_token is not None:
-                            on_token(received)
+                            on_token(received, text)
                 return _joined(pieces, thoughts)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             if last:

@@ -45,19 +45,25 @@ def image_data_url(image, max_side: int = 1024, image_format: str = "png") -> st
 
 
 class _Progress:
-    """One bar over all requests x max_tokens, updated from worker threads (under a lock)."""
+    """One bar over all requests x max_tokens, updated from worker threads (under a lock); inside
+    ComfyUI the answers so far are shown on the node as they stream (host.progress_text)."""
 
     def __init__(self, count: int, max_tokens: int, label: str):
         self.max_tokens = max(int(max_tokens), 1)
         self.total = max(count, 1) * self.max_tokens
         self.done = [0] * count
+        self.texts = [""] * count
         self.lock = threading.Lock()
         self.bar = host.progress(self.total, label)
 
-    def token(self, index: int, n: int) -> None:
+    def token(self, index: int, n: int, piece: str = "") -> None:
         with self.lock:
             self.done[index] = min(n, self.max_tokens)
+            self.texts[index] += piece
             self.bar.update_absolute(sum(self.done), self.total)
+            if piece:
+                shown = self.texts if len(self.texts) > 1 else None
+                host.progress_text("\n".join(f"{i + 1}: {t}" for i, t in enumerate(shown)) if shown else self.texts[0])
 
     def finish(self, index: int) -> None:
         self.token(index, self.max_tokens)
@@ -82,7 +88,7 @@ def run_requests(base_url: str, model: str, options: ServerOptions, message_list
         if cancel.is_set():
             raise Cancelled()
         text = chat(base_url, model, message_lists[index], options, max_tokens=max_tokens,
-                    on_token=lambda n: progress.token(index, n), cancel=cancel)
+                    on_token=lambda n, piece: progress.token(index, n, piece), cancel=cancel)
         results[index] = text
         progress.finish(index)
         if on_result is not None:

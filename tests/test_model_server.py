@@ -422,3 +422,17 @@ def test_cancel_during_a_retry_backoff_stops_the_retries(image_server):
     finally:
         timer.cancel()
     assert len(image_server.requests) < 9  # stopped waiting instead of asking again
+
+
+def test_the_answers_so_far_are_shown_as_they_stream(image_server, monkeypatch):
+    import torch
+
+    shown = []
+    monkeypatch.setattr(host, "progress_text", shown.append)  # inside ComfyUI: drawn under the node
+    captioner = ServerCaptioner(image_server.url, "vision-test", ServerOptions(concurrency=1))
+    assert captioner.caption([torch.rand(2, 20, 30, 3)]) == ["image 30x20 png"] * 2
+    assert shown[0] == "1: image\n2: " and shown[-1] == "1: image 30x20 png\n2: image 30x20 png"
+    _, lm, _ = connect(image_server.url, "vision-test")
+    shown.clear()
+    lm.generate("instruction", "text", max_new_tokens=5)
+    assert shown == ["no", "no image"]
