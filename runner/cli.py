@@ -44,6 +44,12 @@ def add_run_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=600.0, metavar="S",
                         help="--server: seconds to wait for the prompt to finish (default 600)")
     parser.add_argument("--no-cache", action="store_true", help="re-execute every node")
+    parser.add_argument("--allow-download", action="store_true",
+                        help="grant the workflow's loaders 'allow download' (here you are the server owner; "
+                             "same as LLM_ASSIST_ALLOW_DOWNLOAD=1); with --server the server's owner decides")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="grant the workflow's loaders 'trust remote code' (same as "
+                             "LLM_ASSIST_TRUST_REMOTE_CODE=1): only for workflows and models you trust")
     parser.set_defaults(func=run_command)
     return parser
 
@@ -102,8 +108,12 @@ def run_command(args) -> int:
             result = run_on_server(args.workflow, args.server, sets=args.sets,
                                    output_dir=args.output, timeout=args.timeout)
         else:
-            result = run_workflow(args.workflow, sets=args.sets,
-                                  cache=not getattr(args, "no_cache", False))
+            from ..core import owner  # noqa: PLC0415
+
+            grants = {k: True for k in ("allow_download", "trust_remote_code") if getattr(args, k, False)}
+            with owner.override(**grants):
+                result = run_workflow(args.workflow, sets=args.sets,
+                                      cache=not getattr(args, "no_cache", False))
     except WorkflowError as exc:
         print(f"error: workflow {args.workflow} is invalid, nothing was run:", file=sys.stderr)
         for message in exc.messages:

@@ -200,3 +200,25 @@ def test_a_broken_settings_file_breaks_only_what_asks(monkeypatch, tmp_path):
     assert LoadOptions().allow_download is False  # loaders' defaults (built at import) still work
     with pytest.raises(ValueError, match="llm_assist.yaml could not be read"):
         LoadOptions(allow_download=True)
+
+
+def test_headless_runner_grants_only_with_its_flags(models_root, tmp_path, capsys, monkeypatch):
+    """`python -m llm_assist run`: a workflow's allow_download is refused unless the person running
+    it grants it (--allow-download, as LLM_ASSIST_ALLOW_DOWNLOAD=1 does for a server)."""
+    import json
+
+    from llm_assist.runner.cli import main as run_main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing may really be fetched in tests
+    loader = {"model": "tiny-blip", "device": "cpu", "dtype": "fp32", "quantization": "none", "attention": "auto",
+              "trust_remote_code": False, "allow_download": True, "keep_loaded": False, "repo_id": "some-org/some-model"}
+    wf = {"1": {"class_type": "LLMAssistLoadCaptioner", "inputs": loader},
+          "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+    (tmp_path / "wf.json").write_text(json.dumps(wf))
+    args = ["run", str(tmp_path / "wf.json"), "--output", str(tmp_path / "out"), "--no-cache"]
+    assert run_main(args) == 1
+    assert "LLM_ASSIST_ALLOW_DOWNLOAD=1" in capsys.readouterr().err
+    assert run_main(args + ["--allow-download"]) == 1  # granted: now only the offline switch stops it
+    err = capsys.readouterr().err
+    assert "HF_HUB_OFFLINE" in err and "LLM_ASSIST_ALLOW_DOWNLOAD=1" not in err
+    assert not owner.settings().allow_download  # the grant ended with the run
