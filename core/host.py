@@ -240,10 +240,17 @@ def custom_nodes_dirs() -> list[Path]:
 def comfy_clip_tokenizer_folder() -> Path | None:
     """ComfyUI's own SD1 CLIP tokenizer files (vocab.json + merges.txt), inside ComfyUI only."""
     comfy = sys.modules.get("comfy")
-    if comfy is None or not getattr(comfy, "__file__", None):
+    if comfy is None:
         return None
-    folder = Path(comfy.__file__).resolve().parent / "sd1_tokenizer"
-    return folder if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file() else None
+    # ComfyUI's comfy/ is a namespace package (no __init__.py): its folder is in __path__, not __file__
+    bases = [Path(p) for p in getattr(comfy, "__path__", None) or []]
+    if getattr(comfy, "__file__", None):
+        bases.append(Path(comfy.__file__).parent)
+    for base in bases:
+        folder = base.resolve() / "sd1_tokenizer"
+        if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+            return folder
+    return None
 
 
 # ---------------------------------------------------------------- device and memory
