@@ -148,8 +148,8 @@ def test_inside_comfyui_counts_with_its_own_clip_tokenizer(tiny_models, tmp_path
     (comfy_dir / "sd1_tokenizer").mkdir(parents=True)
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(tiny_models / "clip_vision" / "tiny-clip" / name, comfy_dir / "sd1_tokenizer" / name)
-    fake = types.ModuleType("comfy")
-    fake.__file__ = str(comfy_dir / "__init__.py")
+    fake = types.ModuleType("comfy")  # like ComfyUI's: a namespace package, folder in __path__, no __file__
+    fake.__path__ = [str(comfy_dir)]
     monkeypatch.setitem(sys.modules, "comfy", fake)
     monkeypatch.setattr(prompt_builder, "_COMFY_TOKENIZER", [])
     count, label = prompt_builder.make_token_counter(None, None)
