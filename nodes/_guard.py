@@ -4,13 +4,15 @@ ComfyUI checks widget constants (type, min/max, combo) before it calls a node, b
 values, and scripts or other hosts call nodes directly. ``guard(cls)`` wraps the node's FUNCTION
 so every value is checked the same way: a wrong Python type, a NaN / infinite FLOAT, a number
 outside min..max, a combo value that is not an option, or the wrong pack object on an LLMA_*
-socket becomes a ValueError that names the input, the value and the fix. Values are converted as
-ComfyUI converts them (INT 64.0 -> 64). Imports nothing heavy.
+socket becomes a ValueError that names the input, the value and the fix. Widget values follow the
+one rule set shared with the headless runner (core/input_rules.py: ComfyUI's own conversions,
+INT 64.0 -> 64, STRING 5 -> "5"). Imports nothing heavy.
 """
 from __future__ import annotations
 
 import functools
-import math
+
+from ..core import input_rules
 
 # custom socket -> class name of the object it carries (checked by name: no heavy import)
 SOCKET_CLASSES = {
@@ -43,43 +45,18 @@ def _class_names(value) -> set:
 
 def check_value(name: str, kind, options: dict, value):
     """The value converted as ComfyUI would, or a ValueError naming ``name``."""
-    if isinstance(kind, (list, tuple)):  # combo
-        if not isinstance(value, str) or (kind and value not in kind):
-            shown = list(kind) if len(kind) <= 12 else f"{list(kind)[:12]} ... ({len(kind)} options)"
-            raise ValueError(f"{name} is {_short(value)}, not one of its options {shown}: pick one of them")
-        return value
-    if kind == "INT":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
-            raise ValueError(f"{name} must be a whole number (INT), got {_short(value)}: give an integer")
-        value = int(value)
-    elif kind == "FLOAT":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name} must be a number (FLOAT), got {_short(value)}: give a number")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError(f"{name} is {value}: give a finite number")
-    elif kind == "BOOLEAN":
-        if isinstance(value, (bool, int)) and value in (0, 1):
-            return bool(value)
-        raise ValueError(f"{name} must be true or false (BOOLEAN), got {_short(value)}")
-    elif kind == "STRING":
-        if not isinstance(value, str):
-            raise ValueError(f"{name} must be text (STRING), got {_short(value)}: connect a STRING or type text")
-        return value
-    elif kind in SOCKET_CLASSES:
+    if isinstance(kind, (list, tuple)) or kind in ("INT", "FLOAT", "BOOLEAN", "STRING"):
+        result = input_rules.check(kind, options, value)  # the runner's rules too (ComfyUI's own)
+        if isinstance(result, str):
+            raise ValueError(f"{name} {result}")
+        return result[0]
+    if kind in SOCKET_CLASSES:
         wanted = SOCKET_CLASSES[kind]
         names = _class_names(value)
         other = {c for k, cs in SOCKET_CLASSES.items() if k != kind for c in cs} - set(wanted)
         # duck-typed stand-ins are fine; plain values and the wrong pack object are not
         if not names & set(wanted) and (isinstance(value, _PLAIN) or names & other or type(value) is object):
             raise ValueError(f"{name} must be a {kind} (a {wanted[0]}), got {_short(value)}: connect a {kind} output")
-        return value
-    else:
-        return value
-    lo, hi = options.get("min"), options.get("max")
-    if lo is not None and value < lo or hi is not None and value > hi:
-        raise ValueError(f"{name} is {value}, outside its range {lo}..{hi}: use a value from {lo} to {hi}")
     return value
 
 

@@ -3,19 +3,19 @@
 Checks, with one message per problem naming node id, class, input, value and the fix: unknown
 classes, a prompt without output nodes, links to missing nodes or outputs, cycles, required inputs
 missing, link type mismatches ("*" matches anything, comma-separated types overlap), INT / FLOAT
-conversion and min/max, BOOLEAN, combo membership, and the class's own ``VALIDATE_INPUTS``
+conversion and min/max, BOOLEAN, combo membership (one rule set with the node guard:
+core/input_rules.py, ComfyUI's own conversions), and the class's own ``VALIDATE_INPUTS``
 (which, as in ComfyUI, switches off the built-in min/max/combo checks for the inputs it takes).
 """
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Mapping
 
+from ..core import input_rules
+from ..core.input_rules import CONVERT
 from .errors import CORE_NODES, WorkflowError, malformed, unknown_class_message  # noqa: F401 - re-exported
 from .workflow import get_schema
-
-CONVERT = {"INT": int, "FLOAT": float, "STRING": str}
 
 def hidden_values(cls, node_id, prompt, extra_pnginfo) -> dict:
     hidden = (cls.INPUT_TYPES().get("hidden") or {})
@@ -183,38 +183,13 @@ def _validate_node(prompt, node_id, node_classes) -> list:
 
 
 def _check_value(spec, value, checks: bool):
-    """(converted value,) or a message ending in the fix."""
+    """(converted value,) or a message ending in the fix (the rules: core/input_rules.py)."""
     kind = spec.type_name
     if kind not in CONVERT and kind not in ("BOOLEAN", "COMBO", "*"):
         return f"is the constant {_short(value)}, but a {kind} comes from a link: connect a {kind} output"
-    if kind in CONVERT:
-        try:
-            if kind == "INT" and isinstance(value, float) and not value.is_integer():
-                raise ValueError("not a whole number")
-            value = CONVERT[kind](value)
-        except (TypeError, ValueError) as exc:
-            return f"must be {kind}, got {_short(value)} ({exc}): give a {kind.lower()} value"
-        if kind == "FLOAT" and not math.isfinite(value):
-            return f"must be a finite FLOAT, got {value}: give a number"
-    elif kind == "BOOLEAN":
-        if value in (0, 1) and not isinstance(value, str):
-            value = bool(value)
-        else:
-            return f"must be BOOLEAN, got {_short(value)}: use true or false"
-    if not checks:
+    if kind == "*":
         return (value,)
-    lo, hi = spec.options.get("min"), spec.options.get("max")
-    allowed = (f"from {lo} to {hi}" if lo is not None and hi is not None
-               else f"of at least {lo}" if lo is not None else f"of at most {hi}")
-    if kind in ("INT", "FLOAT") and lo is not None and value < lo:
-        return f"is {value}, smaller than its min {lo}: use a value {allowed}"
-    if kind in ("INT", "FLOAT") and hi is not None and value > hi:
-        return f"is {value}, bigger than its max {hi}: use a value {allowed}"
-    options = spec.combo_options
-    if options is not None and value not in options:
-        shown = options if len(options) <= 20 else f"{options[:20]} ... ({len(options)} options)"
-        return f"is {_short(value)}, which is not one of its options {shown}: pick one of them"
-    return (value,)
+    return input_rules.check(spec.combo_options if kind == "COMBO" else kind, spec.options, value, limits=checks)
 
 
 def _custom_validation(cls, validator, v_args, v_kwargs, inputs, received_types, where) -> list:
