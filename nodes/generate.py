@@ -23,7 +23,9 @@ def _list(kind: str, first: str) -> list[str]:
     from ..core import host
 
     try:
-        return [first, *host.list_models(kind)]
+        names = host.list_models(kind)
+        # a tiny VAE's weights are loaded (pickle-only folders are refused); a config folder's are not
+        return [first, *(loadable_models(kind, names) if kind == "vae_approx" else names)]
     except Exception:
         return [first]
 

@@ -370,3 +370,13 @@ def test_a_pipeline_folder_with_custom_component_code_is_refused_and_never_runs(
     with pytest.raises(ValueError, match="custom code.*LLM_ASSIST_TRUST_REMOTE_CODE"):
         load_pipeline("custom-unet", options=LoadOptions(device="cpu", dtype="fp32", keep_loaded=False))
     assert not marker.exists(), "code from the model folder ran"
+
+
+def test_tiny_vae_list_hides_pickle_only_folders(tiny_models, root):
+    (root / "vae_approx").mkdir()
+    good = _copy(tiny_models, "vae_approx", next(p.name for p in (tiny_models / "vae_approx").iterdir()), root, "good")
+    bad = shutil.copytree(good, root / "vae_approx" / "pickled")
+    for f in bad.glob("*.safetensors"):
+        f.rename(f.with_suffix(".bin"))
+    listed = NODES["LLMAssistLoadPipeline"].INPUT_TYPES()["optional"]["tiny_vae"][0]
+    assert "good" in listed and "pickled" not in listed, listed
