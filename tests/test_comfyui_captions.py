@@ -111,3 +111,30 @@ def test_requeue_after_deleting_a_caption_writes_it_again(cached_comfyui, mode):
     fourth = _queue(url, prompt, log_path)
     assert "2" in _cached_nodes(fourth) and caption.read_text() == "a red square"
     assert "1 written" in json.dumps(third["outputs"]["2"])
+
+
+def test_server_png_workflow_reproduces_the_set_values(cached_comfyui, tmp_path):
+    """run --server --set: the PNG ComfyUI saves carries a workflow that converts to the prompt that ran."""
+    from llm_assist.runner import to_api_prompt
+    from llm_assist.runner.server import run_on_server
+
+    url, base, _ = cached_comfyui
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(base / "input" / "prov.png")
+
+    def node(id_, type_, widgets, inputs=(), outputs=()):
+        return {"id": id_, "type": type_, "mode": 0, "widgets_values": widgets, "inputs": list(inputs),
+                "outputs": list(outputs)}
+
+    ui = {"version": 0.4, "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"]], "nodes": [
+        node(1, "LoadImage", ["prov.png", "image"], outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [1]}]),
+        node(2, "ImageScaleBy", ["nearest-exact", 1.0], inputs=[{"name": "image", "type": "IMAGE", "link": 1}],
+             outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [2]}]),
+        node(3, "SaveImage", ["prov"], inputs=[{"name": "images", "type": "IMAGE", "link": 2}])]}
+    result = run_on_server(ui, url, sets=["2.scale_by=0.5"], output_dir=tmp_path, poll_interval=0.1)
+    with Image.open(result.files[0]) as img:
+        assert img.size == (32, 24)
+        prompt, workflow = json.loads(img.text["prompt"]), json.loads(img.text["workflow"])
+    assert workflow["nodes"][1]["widgets_values"] == ["nearest-exact", 0.5]
+    object_info = _get(f"{url}/object_info")
+    restored = to_api_prompt(workflow, object_info, server=True)
+    assert {k: v["inputs"] for k, v in restored.items()} == {k: v["inputs"] for k, v in prompt.items()}
