@@ -5,7 +5,8 @@ what it returns (LLMA_CAPTIONER, LLMA_LANGUAGE_MODEL, LLMA_PIPELINE, LLMA_IMAGE_
 CheckpointLoaderSimple's MODEL) and returns ``NODE_ID.INPUT=VALUE`` items naming the tiny model
 of ``python -m llm_assist make-tiny-models`` (layout in docs/ARCHITECTURE.md) for its model combo,
 the first combo input its INPUT_TYPES declares. A pipeline that feeds a Repair node, or whose
-current choice names an inpainting model, gets the 9-channel tiny inpaint pipeline. Load Image
+current choice names an inpainting model, gets the 9-channel tiny inpaint pipeline; one whose choice
+names FLUX.1 gets the tiny FLUX.1 pipeline. Load Image
 Folder nodes get ``path=image_folder`` when one is given. Used by the tests, the demo and the ComfyUI integration test.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ TINY_BY_RETURN = {
     "LLMA_IMAGE_ENCODER": "tiny-clip",
 }
 TINY_INPAINT_PIPELINE = "tiny-sd15-inpaint"
+TINY_FLUX_PIPELINE = "tiny-flux"  # for a current choice that names a FLUX.1 model (not FLUX.2)
 TINY_CHECKPOINT = "tiny-sd15.safetensors"
 INPAINT_CONSUMERS = frozenset({"LLMAssistRepair"})
 SKIPPED_MODES = (2, 4)  # muted, bypassed
@@ -106,8 +108,38 @@ def tiny_model_sets(workflow_path, image_folder: str | None = None, node_classes
             current = str(_current_value(workflow, node_id, name, schema) or "")
             if consumers.get(node_id, set()) & INPAINT_CONSUMERS or "inpaint" in current.lower():
                 tiny = TINY_INPAINT_PIPELINE
+            elif "flux" in current.lower() and "flux.2" not in current.lower() and "flux2" not in current.lower():
+                tiny = TINY_FLUX_PIPELINE
         sets.append(f"{node_id}.{name}={tiny}")
     return sets
 
 
-__all__ = ["tiny_model_sets"]
+# ComfyUI's own sampler nodes: the headless runner has no sampler, and ComfyUI cannot load the tiny
+# checkpoint (its model detection needs real layer sizes), so tiny runs mute this branch.
+NATIVE_SAMPLER_NODES = frozenset({"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler",
+                                  "VAEDecode"})
+
+
+def without_native_branch(ui: dict) -> tuple[dict, set]:
+    """A copy of a UI-format workflow with the native-sampler nodes, and every node fed only by muted
+    nodes, muted (mode 2); returns ``(workflow, muted node ids)``."""
+    import copy
+
+    wf = copy.deepcopy(ui)
+    origin = {link[0]: link[1] for link in wf.get("links") or []}
+    muted = {n["id"] for n in wf["nodes"] if n.get("type") in NATIVE_SAMPLER_NODES}
+    changed = True
+    while changed:
+        changed = False
+        for node in wf["nodes"]:
+            sources = {origin[i["link"]] for i in node.get("inputs") or [] if i.get("link") is not None}
+            if node["id"] not in muted and sources and sources <= muted:
+                muted.add(node["id"])
+                changed = True
+    for node in wf["nodes"]:
+        if node["id"] in muted:
+            node["mode"] = 2
+    return wf, muted
+
+
+__all__ = ["tiny_model_sets", "without_native_branch", "NATIVE_SAMPLER_NODES"]

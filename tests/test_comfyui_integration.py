@@ -496,3 +496,75 @@ def test_a_workflow_cannot_make_comfyui_call_a_host_the_owner_did_not_allow(comf
         _queue(url, prompt)
     body = json.loads(info.value.read())
     assert info.value.code == 400 and "LLM_ASSIST_SERVER_HOSTS" in json.dumps(body["node_errors"]["2"]), body
+
+
+# ---------------------------------------------------------------- prompt targets (issue 12)
+def _with_defaults(node_id: str, **inputs) -> dict:
+    """An API-format node: every widget at its INPUT_TYPES default, then ``inputs``."""
+    spec = NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
+    values = {}
+    for section in ("required", "optional"):
+        for name, value in (spec.get(section) or {}).items():
+            options = value[1] if len(value) > 1 else {}
+            if isinstance(value[0], list):
+                values[name] = options.get("default", value[0][0])
+            elif "default" in options:
+                values[name] = options["default"]
+    return {"class_type": node_id, "inputs": {**values, **inputs}}
+
+
+def test_prompt_targets_and_thinking_output_in_comfyui(comfyui, tmp_path):
+    """Build Prompt natural / json inside ComfyUI (counted with ComfyUI's bundled T5 tokenizer, no weight
+    syntax), Expand Prompt's prompt + thinking outputs, both through POST /prompt."""
+    import re
+
+    from llm_assist.runner.server import run_on_server
+
+    url, _ = comfyui
+    caption = "a black dog running in the snow with a red ball"
+    prompt = {
+        "1": _with_defaults("LLMAssistExtractKeywords", caption=caption),
+        "2": _with_defaults("LLMAssistBuildPrompt", keywords=["1", 0], target="natural", token_budget=0,
+                            must_keep="(wet fur:1.3)"),
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}},
+        "4": {"class_type": "PreviewAny", "inputs": {"source": ["2", 3]}},
+        "5": _with_defaults("LLMAssistBuildPrompt", keywords=["1", 0], target="json", token_budget=0),
+        "6": {"class_type": "PreviewAny", "inputs": {"source": ["5", 1]}},
+        "7": _with_defaults("LLMAssistLoadLanguageModel", model="tiny-qwen2-chat"),
+        "8": _with_defaults("LLMAssistExpandPrompt", language_model=["7", 0], text="a red fox", max_new_tokens=8,
+                            preset="auto", target="natural"),
+        "9": {"class_type": "PreviewAny", "inputs": {"source": ["8", 0]}},
+        "10": {"class_type": "PreviewAny", "inputs": {"source": ["8", 1]}},
+    }
+    path = tmp_path / "prompt_targets_api.json"
+    path.write_text(json.dumps(prompt))
+    result = run_on_server(path, url, output_dir=tmp_path / "out")
+    natural, report = result.outputs["3"]["text"][0], json.loads(result.outputs["4"]["text"][0])
+    assert natural.startswith("Wet fur as the main subject.") and not re.search(r"\([^()]*:\s*[\d.]+\s*\)", natural)
+    assert report["counter"] == "ComfyUI's bundled t5 tokenizer" and report["converted"] == ["(wet fur:1.3)"]
+    assert report["language"] == "english" and report["target"] == "natural"
+    data = json.loads(result.outputs["6"]["text"][0])
+    assert data["subject"] == "dog" or data["subject"].endswith("dog")
+    assert result.outputs["9"]["text"][0].strip() and "<think>" not in result.outputs["9"]["text"][0]
+    assert result.outputs["10"]["text"] == [""]  # the tiny model writes no <think> block
+
+
+def test_natural_prompt_example_runs_in_comfyui(comfyui, tmp_path):
+    """The FLUX example in a real ComfyUI: Build Prompt (auto -> natural for the tiny FLUX.1, counted with its
+    T5 tokenizer) -> Generate. The native-sampler branch is muted: ComfyUI cannot detect the tiny checkpoint's
+    model type (it needs real layer sizes); the editor check validates that branch's links instead."""
+    from llm_assist.runner.server import run_on_server
+    from llm_assist.runner.tiny_sets import tiny_model_sets, without_native_branch
+
+    url, _ = comfyui
+    ui = json.loads((REPO / "example_workflows" / "natural_prompt.json").read_text(encoding="utf-8"))
+    wf, muted = without_native_branch(ui)
+    path = tmp_path / "natural_prompt.json"
+    path.write_text(json.dumps(wf))
+    result = run_on_server(path, url, sets=tiny_model_sets(path), output_dir=tmp_path / "out")
+    pngs = [p for p in result.files if p.suffix == ".png"]
+    assert len(muted) == 7 and len(pngs) == 1 and pngs[0].name.startswith("natural")
+    title = {n.get("title"): str(n["id"]) for n in ui["nodes"]}
+    report = json.loads(result.outputs[title["Build Prompt report"]]["text"][0])
+    assert (report["target"], report["family"], report["budget"]) == ("natural", "flux", 512)
+    assert report["counter"] == "t5 tokenizer of the flux pipeline"

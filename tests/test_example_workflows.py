@@ -5,9 +5,12 @@ known core node), every link is typed with its source output and accepted by its
 widgets_values match the widgets (with the seed-control and upload extras), each has a .jpg
 thumbnail, and the runner converts each to an API prompt. Headless: every workflow but
 native_bridge (which needs ComfyUI's own sampler) runs end to end with only its model choices
-(and the dataset folder) switched by runner.tiny_sets.
+(and the dataset folder) switched by runner.tiny_sets; natural_prompt runs with its native-sampler
+branch muted (runner.tiny_sets.without_native_branch: no sampler here, and ComfyUI cannot load the tiny
+checkpoint; tests/test_comfyui_integration.py runs the rest in a real ComfyUI).
 """
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,14 +18,16 @@ import pytest
 import llm_assist
 from llm_assist import NODE_CLASS_MAPPINGS
 from llm_assist.runner import clear_caches, run_workflow, to_api_prompt
-from llm_assist.runner.tiny_sets import tiny_model_sets
+from llm_assist.runner.tiny_sets import NATIVE_SAMPLER_NODES as NATIVE
+from llm_assist.runner.tiny_sets import tiny_model_sets, without_native_branch
 from llm_assist.runner.workflow import FRONTEND_ONLY
 from llm_assist.tools import build_workflows
 from llm_assist.tools.workflow_graph import CORE_NODES, accepts, schema
 
 REPO = Path(llm_assist.__file__).resolve().parent
 FOLDER = REPO / "example_workflows"
-NAMES = ["variation", "enhancement", "repair", "editing", "evaluation_loop", "dataset_captioning", "native_bridge"]
+NAMES = ["variation", "enhancement", "repair", "editing", "evaluation_loop", "dataset_captioning", "native_bridge",
+         "natural_prompt"]
 HEADLESS = [n for n in NAMES if n != "native_bridge"]
 
 
@@ -30,7 +35,7 @@ def _load(name):
     return json.loads((FOLDER / f"{name}.json").read_text(encoding="utf-8"))
 
 
-def test_the_seven_workflows_and_nothing_else():
+def test_the_eight_workflows_and_nothing_else():
     assert sorted(p.stem for p in FOLDER.glob("*.json")) == sorted(NAMES)
     assert sorted(build_workflows.WORKFLOWS) == sorted(NAMES)
 
@@ -109,6 +114,8 @@ def test_tiny_sets_switch_every_loader():
     loop = tiny_model_sets(FOLDER / "evaluation_loop.json")
     assert sorted(s.split("=")[1] for s in loop) == ["tiny-blip", "tiny-clip", "tiny-sd15"]
     assert tiny_model_sets(FOLDER / "native_bridge.json")[-1].endswith(".ckpt_name=tiny-sd15.safetensors")
+    natural = sorted(s.split("=")[1] for s in tiny_model_sets(FOLDER / "natural_prompt.json"))
+    assert natural == ["tiny-blip", "tiny-flux", "tiny-sd15.safetensors"]
     folder = tiny_model_sets(FOLDER / "dataset_captioning.json", image_folder="/data/x")
     assert any(s.endswith(".path=/data/x") for s in folder)
     assert not any(".path=" in s for s in tiny_model_sets(FOLDER / "dataset_captioning.json", image_folder=None))
@@ -138,6 +145,13 @@ def run_env(models_root, one_thread, tmp_path):
     clear_caches()
 
 
+def _without_native_branch(name, folder):
+    wf, muted = without_native_branch(_load(name))
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(wf), encoding="utf-8")
+    return path, muted
+
+
 def _texts(result):
     return {node_id: ui["text"] for node_id, ui in result.outputs.items() if "text" in ui}
 
@@ -150,7 +164,9 @@ def _titled(name, title):
 def test_runs_headless_with_tiny_models(name, run_env):
     inputs, output = run_env
     folder = inputs / "dataset"  # the dataset example's saved path, filled by write_example_images
-    workflow = FOLDER / f"{name}.json"
+    workflow, muted = FOLDER / f"{name}.json", set()
+    if any(n["type"] in NATIVE for n in _load(name)["nodes"]):
+        workflow, muted = _without_native_branch(name, inputs.parent)
     sets = tiny_model_sets(workflow)
     assert all(item.split("=", 1)[0].endswith((".model", ".ckpt_name")) for item in sets), sets  # models only
     result = run_workflow(workflow, sets=sets, output_dir=output, input_dir=inputs)
@@ -165,6 +181,13 @@ def test_runs_headless_with_tiny_models(name, run_env):
         assert sorted(p.name for p in (output / "dataset_tags").glob("*.txt")) == ["scene_1.txt", "scene_2.txt"]
         return
     assert len(pngs) == (4 if name == "evaluation_loop" else 1) and all(p.is_file() for p in pngs)
+    if name == "natural_prompt":  # the FLUX pipeline's natural target: sentences, no weight syntax, T5 count
+        assert len(muted) == 7
+        text = texts[_titled(name, "Natural-language prompt")][0]
+        report = json.loads(texts[_titled(name, "Build Prompt report")][0])
+        assert (report["target"], report["family"], report["encoder"], report["budget"]) == ("natural", "flux", "t5", 512)
+        assert "t5 tokenizer" in report["counter"] and report["token_count"] <= 512
+        assert text and not re.search(r"\([^()]*:\s*[\d.]+\s*\)", text)
     assert all(p.parent == output / "llm-assist" for p in pngs)
     if name == "evaluation_loop":
         from PIL import Image

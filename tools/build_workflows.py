@@ -26,6 +26,9 @@ INPAINT_PIPELINE = "stable-diffusion-inpainting"  # stable-diffusion-v1-5/stable
 ENCODER = "clip-vit-large-patch14"  # openai/clip-vit-large-patch14 in models/clip_vision
 LANGUAGE_MODEL = "Qwen2.5-1.5B-Instruct"  # Qwen/Qwen2.5-1.5B-Instruct in models/LLM
 CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # ComfyUI's usual SD 1.5 single file
+FLUX_PIPELINE = "FLUX.1-schnell"  # black-forest-labs/FLUX.1-schnell in models/diffusers
+FLUX_CHECKPOINT = "flux1-schnell-fp8.safetensors"  # Comfy-Org/flux1-schnell: UNet + CLIP-L + T5 + VAE in one file
+FLUX_STEPS = 4  # schnell is distilled for 1-4 steps and ignores guidance (cfg 1 in KSampler)
 SIZE = 512  # native_bridge (ComfyUI's own sampler)
 # Generate's size in the workflows the test suite runs headless: 512 px makes the tiny-model run of
 # evaluation_loop (4 images) take about a minute on 2 CPU cores; set 512 in the editor for SD 1.5.
@@ -201,8 +204,40 @@ def native_bridge(g: Graph) -> None:
     g.add("PreviewAny", title="Prompt", source=prompt["positive"])
 
 
+def natural_prompt(g: Graph) -> None:
+    g.note("## Natural-language prompt (FLUX)\n\nFLUX, SD3, Qwen-Image and Z-Image read sentences through T5 / Qwen "
+           "encoders, not CLIP tags with `(term:1.2)` weights. Build Prompt's target `auto` follows the connected "
+           "pipeline: for FLUX it writes sentences, subject first, with weights said by order and emphasis words "
+           "(token_budget 0 = the encoder's 512 T5 tokens, counted with the pipeline's T5 tokenizer); its report says "
+           "which target it chose and what it converted. The same text also goes into ComfyUI's own FLUX sampler "
+           "beside it (CLIP Text Encode -> KSampler, cfg 1). For a native sampler alone, set Build Prompt's target "
+           "by hand (natural for FLUX / SD3 / Qwen-Image / Z-Image, json for FLUX.2, tags for SD).\n\n"
+           f"**Models** (folders under ComfyUI/models): captioner `LLM/{CAPTIONER}`, diffusion "
+           f"`diffusers/{FLUX_PIPELINE}`, checkpoint `checkpoints/{FLUX_CHECKPOINT}` for the native branch. Generate "
+           "draws 256 px so the example runs fast; FLUX looks best at 1024.")
+    image, captioner, caption, keywords = _describe(g)
+    pipeline = g.add("LLMAssistLoadPipeline", model=FLUX_PIPELINE)
+    prompt = g.add("LLMAssistBuildPrompt", keywords=keywords["keywords"], template="{keywords}, a photograph",
+                   pipeline=pipeline, token_budget=0, target="auto", language="auto")
+    images = g.add("LLMAssistGenerate", pipeline=pipeline, prompt=prompt["prompt"], seed=SEED, steps=FLUX_STEPS,
+                   cfg=0.0, width=GENERATE_SIZE, height=GENERATE_SIZE, batch_size=1)
+    g.add("SaveImage", images=images["images"], filename_prefix="llm-assist/natural")
+    checkpoint = g.add("CheckpointLoaderSimple", ckpt_name=FLUX_CHECKPOINT)
+    positive = g.add("CLIPTextEncode", title="CLIP Text Encode (same prompt)", text=prompt["positive"],
+                     clip=checkpoint["CLIP"])
+    negative = g.add("CLIPTextEncode", title="CLIP Text Encode (empty negative)", text="", clip=checkpoint["CLIP"])
+    latent = g.add("EmptyLatentImage", width=GENERATE_SIZE, height=GENERATE_SIZE, batch_size=1)
+    samples = g.add("KSampler", model=checkpoint["MODEL"], positive=positive, negative=negative, latent_image=latent,
+                    seed=SEED, steps=FLUX_STEPS, cfg=1.0, sampler_name="euler", scheduler="simple", denoise=1.0)
+    decoded = g.add("VAEDecode", samples=samples, vae=checkpoint["VAE"])
+    g.add("SaveImage", title="Save Image (native sampler)", images=decoded, filename_prefix="llm-assist/natural-native")
+    g.add("PreviewAny", title="Keywords", source=keywords["keywords_text"])
+    g.add("PreviewAny", title="Natural-language prompt", source=prompt["positive"])
+    g.add("PreviewAny", title="Build Prompt report", source=prompt["report"])
+
+
 WORKFLOWS = {f.__name__: f for f in (variation, enhancement, repair, editing, evaluation_loop,
-                                     dataset_captioning, native_bridge)}
+                                     dataset_captioning, native_bridge, natural_prompt)}
 
 
 def build(name: str) -> dict:
