@@ -59,3 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         logging.getLogger(__name__).error("%s", exc)
         return 1
+    except OSError as exc:  # any other file-system refusal: a message, not a traceback
+        name = str(exc.filename or "")
+        shown = name if len(name) <= 120 else f"{name[:100]}... ({len(name)} characters)"
+        logging.getLogger(__name__).error("%s: %s", exc.strerror or exc, shown)
+        return 1

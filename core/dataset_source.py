@@ -92,6 +92,13 @@ def list_source(source: str | os.PathLike, pattern: str = "*", recursive: bool =
     if not text:
         raise ValueError("SOURCE is empty: give a folder, a glob such as 'photos/*.jpg', or a .jsonl/.parquet manifest")
     path = Path(os.path.expanduser(text))
+    try:
+        path.exists()  # ENOENT is False; a name too long for the file system raises
+    except OSError as exc:
+        from .safe_files import os_problem
+
+        raise ValueError(f"SOURCE {text[:80]!r}... ({len(text)} characters) is not a usable path: "
+                         f"{os_problem(exc)}") from None
     if path.suffix.lower() in MANIFEST_SUFFIXES and (path.is_file() or _is_parquet_folder(path)):
         paths = _dedupe(_manifest_paths(path))
         missing = [p for p in paths if not p.is_file()]

@@ -212,3 +212,10 @@ def test_written_files_registry_is_bounded(tmp_path):
     for i in range(10):
         reg.record(i, [tmp_path / f"{i}.txt"])
     assert len(reg._states) == 3 and len(reg._last) <= 3
+
+
+def test_caption_cli_long_source_path_is_a_message(tmp_path, caplog):
+    from llm_assist.cli import main
+
+    assert main(["caption", str(tmp_path / ("d" * 5000)), "--model", "x"]) == 1
+    assert "not a usable path" in caplog.text and "too long" in caplog.text
