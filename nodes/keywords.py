@@ -60,7 +60,6 @@ class LLMAssistExtractKeywords:
                 "keep_colors": ("BOOLEAN", {"default": True, "tooltip": "Keep colour words ('black dog', 'red'). Off: colours are ignored like stopwords."}),
                 "keep_counts": ("BOOLEAN", {"default": True, "tooltip": "Keep counts ('two dogs'). Off: numbers and count words are ignored."}),
                 "diversity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "embedding method only: 0 = most similar phrases, higher = more varied phrases (MMR)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True, "tooltip": "Seed (llm method; it decodes greedily, so the seed rarely matters)."}),
             },
             "optional": {
                 "image_encoder": ("LLMA_IMAGE_ENCODER", {"tooltip": "Text encoder for embedding / image-grounded (Load Image Encoder)."}),
@@ -70,7 +69,7 @@ class LLMAssistExtractKeywords:
         }
 
     def extract(self, caption, method, top_k, min_score, max_words, language, keep_colors, keep_counts,
-                diversity, seed, image_encoder=None, features=None, language_model=None):
+                diversity, image_encoder=None, features=None, language_model=None):
         from ..core.keywords import extract_keywords
 
         first = lambda value: value[0] if isinstance(value, list) and value else value  # noqa: E731
@@ -88,7 +87,7 @@ class LLMAssistExtractKeywords:
                 text, first(method), top_k=first(top_k), min_score=first(min_score), max_words=first(max_words),
                 language=first(language), keep_colors=first(keep_colors), keep_counts=first(keep_counts),
                 encoder=first(image_encoder), features=row, language_model=first(language_model),
-                seed=first(seed), diversity=first(diversity),
+                diversity=first(diversity),
             ))
         return (results, [k.as_string() for k in results])
 

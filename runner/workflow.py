@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import copy
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ FRONTEND_ONLY = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode"})
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 MODE_MUTED = 2
 MODE_BYPASS = 4
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- schemas
@@ -57,9 +60,11 @@ class InputSpec:
 
     @property
     def has_control_value(self) -> bool:
-        """The editor stores a control_after_generate value ("fixed", "randomize"...) after it."""
-        if self.options.get("control_after_generate"):
-            return True
+        """The editor stores a control_after_generate value ("fixed", "randomize"...) after it: when
+        the input asks for one, or (unless it says False) for an INT named seed / noise_seed."""
+        asked = self.options.get("control_after_generate")
+        if asked is not None:
+            return bool(asked)
         return self.type_name == "INT" and self.name in ("seed", "noise_seed")
 
     @property
@@ -248,6 +253,11 @@ def _widget_values(node, schema: NodeSchema, errors) -> dict:
     if isinstance(values, Mapping):  # some nodes save their widgets by name
         return {s.name: values[s.name] for s in widgets if s.name in values}
     expected = sum(s.widget_value_count for s in widgets)
+    if len(values) > expected:  # the editor ignores values past the last widget: so do we, and say so
+        log.warning("%s: has %d widget values but its widgets need %d: the extra ones at the end are ignored "
+                    "(an input was removed since the workflow was saved; save it again to drop them)",
+                    _describe(node), len(values), expected)
+        values = list(values)[:expected]
     if len(values) != expected:
         layout = ", ".join(s.name + (" (+control_after_generate)" if s.has_control_value else "")
                            + (" (+upload)" if s.options.get("image_upload") else "") for s in widgets)

@@ -189,7 +189,7 @@ def test_candidates_options():
 def test_node_pairs_captions_with_images(encoder, features):
     node = LLMAssistExtractKeywords()
     common = dict(method=["image-grounded"], top_k=[4], min_score=[0.0], max_words=[3], language=["english"],
-                  keep_colors=[True], keep_counts=[True], diversity=[0.5], seed=[0], image_encoder=[encoder])
+                  keep_colors=[True], keep_counts=[True], diversity=[0.5], image_encoder=[encoder])
     caps = [CAPTION, "a red barn under a blue sky"]
     keywords, texts = node.extract(caption=caps, features=[features], **common)
     assert len(keywords) == len(texts) == 2
