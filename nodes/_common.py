@@ -75,7 +75,7 @@ def device_inputs() -> dict:
         "attention": (ATTENTIONS, {"default": "auto", "tooltip": "Attention implementation; auto lets transformers pick (SDPA where supported)."}),
         "trust_remote_code": ("BOOLEAN", {"default": False, "tooltip": "Run Python code shipped inside the model folder/repo. It can do anything your user account can: switch on only for models you trust. Takes effect only when the server owner grants it (LLM_ASSIST_TRUST_REMOTE_CODE=1, README 'Owner settings'); otherwise the loader refuses."}),
         "allow_download": ("BOOLEAN", {"default": False, "tooltip": "Allow fetching a Hugging Face repo id from the internet. Off: only local folders are used. Takes effect only when the server owner grants it (LLM_ASSIST_ALLOW_DOWNLOAD=1, README 'Owner settings'); otherwise the loader refuses."}),
-        "keep_loaded": ("BOOLEAN", {"default": True, "tooltip": "Keep the model in memory between runs (fast re-runs). Off: free it after use."}),
+        "keep_loaded": ("BOOLEAN", {"default": True, "tooltip": "Keep the weights in memory between runs (fast re-runs; ComfyUI may still unload them when memory is short and they come back when needed). Off: free them right after each node that used them (the next use reloads them)."}),
     }
 
 
