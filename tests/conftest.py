@@ -19,15 +19,15 @@ def tiny_models(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def serve(tiny_models, tmp_path_factory):
-    """A real OpenAI-compatible server: `transformers serve` on 127.0.0.1 with a tiny chat model
-    (tests/server_support.py), started once with a bounded start-up and killed at the end."""
-    from server_support import TransformersServe, build_chatty_model
+def serve(tmp_path_factory):
+    """A real OpenAI-compatible server: `transformers serve` on 127.0.0.1 with a tiny vision-language
+    model (tests/server_support.py), started once with a bounded start-up and killed at the end."""
+    from server_support import TransformersServe, build_tiny_vlm
     from transformers.utils.import_utils import is_serve_available
 
     assert is_serve_available(), "transformers serve needs fastapi, uvicorn and openai (requirements-test.txt)"
     folder = tmp_path_factory.mktemp("serve")
-    model = build_chatty_model(tiny_models / "LLM" / "tiny-qwen2-chat", folder / "tiny-qwen2-chatty")
+    model = build_tiny_vlm(folder / "tiny-llava-chatty")
     server = TransformersServe(model, folder / "serve.log").start()
     yield server
     server.kill()

@@ -2,13 +2,13 @@
 
 * ``TransformersServe``: ``transformers serve`` (a real OpenAI-compatible server) in a
   subprocess, with a bounded start-up, ``kill()`` and ``start()`` again on the same port.
-* ``build_chatty_model``: the tiny Qwen2 chat model with an output head that only scores word
-  tokens, so it streams one visible token per server-sent event (the random tiny model's tokens
-  are mostly special / partial bytes, which the server buffers into one event).
+* ``build_tiny_vlm``: a tiny LLaVA the server loads as a vision-language model (image parts reach
+  the model), with an output head that only scores word tokens, so it streams one visible token
+  per server-sent event.
 * ``ImageServer``: a minimal real HTTP server speaking the OpenAI chat protocol for what
-  ``transformers serve`` cannot do with tiny models (image inputs: it drops image parts for a
-  text-only model) and cannot be made to do (require a key, answer 503 / context errors /
-  garbage): it decodes each image_url data URL and answers with the image's size and format.
+  ``transformers serve`` cannot be made to do (require a key, answer 503 / context errors /
+  garbage / reasoning apart) and to see exactly what we send: it decodes each image_url data URL
+  and answers with the image's size and format.
 * ``silent_socket``: a listening socket whose connections are never answered.
 """
 from __future__ import annotations
@@ -17,7 +17,6 @@ import base64
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,24 +36,52 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def build_chatty_model(src: Path, dst: Path) -> Path:
-    """Copy the tiny Qwen2 chat model; its new (untied) head scores only alphabetic word tokens."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+CHATML_WITH_IMAGES = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>{% elif part['type'] == 'text' %}"
+    "{{ part['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+IMAGE_TOKENS = 16  # (32 px / 8 px patches)^2: what one image adds to the prompt
 
-    shutil.copytree(src, dst, dirs_exist_ok=True)
-    tok = AutoTokenizer.from_pretrained(src)
-    model = AutoModelForCausalLM.from_pretrained(src)
+
+def build_tiny_vlm(dst: Path) -> Path:
+    """A tiny LLaVA (CLIP vision tower + Qwen2 text model, the tiny Qwen2 tokenizer plus <image>)
+    that ``transformers serve`` loads as a vision-language model, so image parts really reach a
+    model. Its output head scores only alphabetic word tokens: every generated token is visible
+    text, so the server streams one event per token (the random tiny chat model's tokens are mostly
+    special / partial bytes, which the server buffers into one event)."""
+    import torch
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration,
+                              LlavaProcessor, Qwen2Config)
+
+    from llm_assist.core.tiny_models import qwen2_tokenizer
+
+    tok = qwen2_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<image>"]})
+    tok.chat_template = CHATML_WITH_IMAGES
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=32, patch_size=8, projection_dim=32)
+    text = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                       tie_word_embeddings=False, bos_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                       pad_token_id=tok.pad_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                         vision_feature_layer=-1, vision_feature_select_strategy="default", projector_hidden_act="gelu")
+    torch.manual_seed(2)
+    model = LlavaForConditionalGeneration(config).eval()
     words = [i for t, i in tok.get_vocab().items()
              if len(t.lstrip("\u0120")) >= 2 and t.lstrip("\u0120").isascii() and t.lstrip("\u0120").isalpha()]
     assert len(words) > 50, "the tiny tokenizer has too few word tokens"
-    model.config.tie_word_embeddings = False
-    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=False)
-    weight = torch.zeros_like(head.weight)
-    weight[words] = torch.randn(len(words), model.config.hidden_size, generator=torch.Generator().manual_seed(0))
-    head.weight.data = weight
-    model.lm_head = head
+    weight = torch.zeros_like(model.lm_head.weight)
+    weight[words] = torch.randn(len(words), weight.shape[1], generator=torch.Generator().manual_seed(0))
+    model.lm_head.weight.data = weight
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tok, patch_size=8, vision_feature_select_strategy="default", chat_template=CHATML_WITH_IMAGES,
+        image_token="<image>", num_additional_image_tokens=1)
     model.save_pretrained(dst)
+    processor.save_pretrained(dst)
     return dst
 
 

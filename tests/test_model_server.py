@@ -60,7 +60,7 @@ def test_list_models_and_connect_picks_the_served_model(serve):
     captioner, lm, models = _connect(serve.url.removesuffix("/v1"))  # no path: /v1 is added
     assert models == serve.model and captioner.model == lm.model == serve.model
     assert captioner.base_url == serve.url
-    with pytest.raises(ModelServerError, match=r"not one .* serves.*tiny-qwen2-chatty"):
+    with pytest.raises(ModelServerError, match=r"not one .* serves.*tiny-llava-chatty"):
         _connect(serve.url, model="no-such-model")
 
 
@@ -68,9 +68,11 @@ def test_caption_and_expansion_end_to_end_through_the_nodes(serve):
     import torch
 
     captioner, lm, _ = _connect(serve.url, concurrency=2)
-    images = [torch.rand(2, 40, 48, 3, generator=torch.Generator().manual_seed(0)), torch.rand(1, 64, 32, 3)]
-    captions = NODES["LLMAssistCaptionImage"]().caption(captioner=[captioner], image=images, max_new_tokens=[6])[0]
-    assert len(captions) == 3 and all(isinstance(c, str) and c for c in captions)
+    a, b = torch.zeros(1, 40, 48, 3), torch.ones(1, 64, 32, 3)
+    images = [torch.cat([a, a]), b, a]  # a list of batches, mixed sizes
+    captions = NODES["LLMAssistCaptionImage"]().caption(captioner=[captioner], image=images, max_new_tokens=[12])[0]
+    assert len(captions) == 4 and all(isinstance(c, str) and c for c in captions)
+    assert captions[0] == captions[1] == captions[3]  # the same image, greedy: the same caption, in order
     text = _expand(lm, max_new_tokens=10)
     assert text and text != "a red fox in the snow"
     node = NODES["LLMAssistExtractKeywords"]
@@ -78,6 +80,23 @@ def test_caption_and_expansion_end_to_end_through_the_nodes(serve):
                if len(spec) > 1 and "default" in spec[1]}
     keywords, strings = node().extract(**{**widgets, "caption": [text], "method": ["llm"], "language_model": [lm]})
     assert len(keywords) == len(strings) == 1 and isinstance(strings[0], str)
+
+
+def test_the_image_reaches_the_model_on_the_server(serve):
+    """transformers serve runs the tiny LLaVA's vision tower: an image part adds its image tokens."""
+    from llm_assist.core.model_server import client
+    from PIL import Image
+    from server_support import IMAGE_TOKENS
+
+    def prompt_tokens(content):
+        body = {"model": serve.model, "max_tokens": 1, "messages": [{"role": "user", "content": content}]}
+        response = client(serve.url, ServerOptions()).post(f"{serve.url}/chat/completions", json=body)
+        return response.json()["usage"]["prompt_tokens"]
+
+    url = image_data_url(Image.new("RGB", (300, 200), (200, 30, 30)), 64, "jpeg")
+    text_only = prompt_tokens([{"type": "text", "text": "describe"}])
+    with_image = prompt_tokens([{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "describe"}])
+    assert with_image == text_only + IMAGE_TOKENS
 
 
 def test_streaming_moves_progress_per_token_and_fixed_seed_greedy_is_deterministic(serve):
