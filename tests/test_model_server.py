@@ -1,7 +1,8 @@
 """Model servers: Connect Model Server against a real `transformers serve` on 127.0.0.1 (started
-once per session, bounded start-up, killed at the end) and, for what it cannot do with tiny
-models (image inputs: it drops image parts for a text-only model; requiring a key; 503s), a
-minimal real HTTP server in tests/server_support.py."""
+once per session with a tiny LLaVA, so image parts reach a real vision tower; bounded start-up,
+killed at the end) and, for what that server cannot be made to do (require a key, answer 503,
+context errors, garbage, reasoning apart) or to check exactly what we send (data URL sizes and
+formats, request fields), a minimal real HTTP server in tests/server_support.py."""
 import math
 import pickle
 import threading
