@@ -67,6 +67,10 @@ def caption_targets(image_paths: Sequence, output_dir=None) -> list[Path]:
         common = _common_folder(paths)
         base = image_folder.output_root(output_dir, common)
         targets = [image_folder.caption_path(p, base / p.resolve().parent.relative_to(common)) for p in paths]
+        for image, target in zip(paths, targets):  # a symlinked sub-folder must not lead out of the folder
+            if base.resolve() not in target.resolve().parents:
+                raise ValueError(f"caption file for {image} would be written to {target.resolve()}, outside the "
+                                 f"output folder {base} (a symlinked sub-folder): remove the link")
     by_target: dict[Path, list[Path]] = {}
     for image, target in zip(paths, targets):
         by_target.setdefault(target.resolve(), []).append(image)

@@ -219,3 +219,14 @@ def test_caption_cli_long_source_path_is_a_message(tmp_path, caplog):
 
     assert main(["caption", str(tmp_path / ("d" * 5000)), "--model", "x"]) == 1
     assert "not a usable path" in caplog.text and "too long" in caplog.text
+
+
+def test_symlinked_subfolder_in_the_output_folder_cannot_lead_out(tmp_path):
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    (tmp_path / "imgs" / "b").mkdir()
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "a").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ValueError, match="outside the output folder"):
+        caption_targets([tmp_path / "imgs" / "a" / "x.png", tmp_path / "imgs" / "b" / "y.png"], out)
