@@ -21,8 +21,11 @@ log = logging.getLogger(__name__)
 
 SD_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SD_INPAINT_REPO = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+# one tiny pipeline per diffusion family (core/tiny_families.py)
+FAMILY_PARTS = ("tiny-sd2", "tiny-sdxl", "tiny-sd3", "tiny-flux", "tiny-flux-fill", "tiny-flux-kontext",
+                "tiny-flux2-klein", "tiny-qwen-image", "tiny-z-image", "tiny-chroma", "tiny-sana")
 PARTS = ("tiny-blip", "tiny-vit-gpt2", "tiny-qwen2-chat", "tiny-gpt2", "tiny-clip", "tiny-sd15",
-         "tiny-sd15-inpaint", "tiny-sd15-pix2pix", "tiny-taesd", "checkpoints", "hf-cache")
+         "tiny-sd15-inpaint", "tiny-sd15-pix2pix", "tiny-taesd", "checkpoints", "hf-cache") + FAMILY_PARTS
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
           " + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}"
           "{{ '<|im_start|>assistant\n' }}{% endif %}")
@@ -420,6 +423,10 @@ def _build(out: Path, wanted: set[str]) -> Path:
                 write_hf_cache(out / "hf-cache" / "hub", repo, pipe)
     if "tiny-sd15-pix2pix" in wanted:
         save_sd(sd_pix2pix_pipeline(), out / "diffusers" / "tiny-sd15-pix2pix")
+    if wanted & set(FAMILY_PARTS):
+        from .tiny_families import build_families
+
+        build_families(out, wanted)
     files = [p for p in out.rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files) / 2**20
     log.info("tiny models: %d files, %.1f MB in %s (%.2f s)", len(files), size, out,

@@ -144,12 +144,18 @@ def _api_file(tmp_path):
 
 
 def test_report_refuses_devices_and_folders_before_running(tmp_path, capsys):
+    from llm_assist.runner.cli import check_report_path
+
     wf = _api_file(tmp_path)
-    for bad in ("/dev/null", str(tmp_path)):
-        code = run_main(["run", str(wf), "--output", str(tmp_path / "o"), "--report", bad])
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "to-fifo").symlink_to(tmp_path / "fifo")
+    for bad in (tmp_path / "fifo", tmp_path / "to-fifo", tmp_path):
+        code = run_main(["run", str(wf), "--output", str(tmp_path / "o"), "--report", str(bad)])
         assert code == 2 and not (tmp_path / "o").exists()  # refused before anything ran
         assert "only a regular file is written" in capsys.readouterr().err
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode) and (tmp_path / "to-fifo").is_symlink()
+    with pytest.raises(ValueError, match="a character device"):  # checked only: nothing is written there
+        check_report_path("/dev/null")
     (tmp_path / "afile").write_text("x")
     assert run_main(["run", str(wf), "--output", str(tmp_path / "afile")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err

@@ -7,10 +7,12 @@ A loaded pipeline (the ``LLMA_PIPELINE`` socket object, ``core.diffusion.loading
 answers:
 
 - ``handle.family``: a name from ``FAMILIES`` ('sd1', 'sd2', 'sdxl', 'sd3', 'flux', 'flux2',
-  'qwen-image', 'z-image', 'chroma', 'sana');
+  'qwen-image', 'z-image', 'chroma', 'sana'; 'other' for any other diffusers pipeline);
 - ``handle.spec``: that family's ``FamilySpec`` (prompt target, token budget, defaults...);
 - ``handle.variant``: 'standard', 'inpaint' (9-channel UNet), 'instruct' (InstructPix2Pix),
-  'fill' (FLUX Fill), 'kontext' (FLUX Kontext) or 'edit' (Qwen-Image-Edit);
+  'fill' (FLUX Fill), 'kontext' (FLUX Kontext), 'edit' (Qwen-Image-Edit) or 'klein' (FLUX.2 Klein);
+- ``route(family, variant, mode)``: the diffusers class and call style serving txt2img / img2img /
+  inpaint, or a ValueError naming what to load instead;
 - ``handle.text_tokenizers()`` / ``text_tokenizers(pipe)``: the ``(attribute, kind, tokenizer,
   max_length)`` of each text encoder's tokenizer, and ``handle.prompt_tokenizer``: the one that
   reads the long prompt (T5 for FLUX/SD3/Chroma, Qwen for Qwen-Image/Z-Image/FLUX.2 Klein,
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 PROMPT_TARGETS = ("tags", "natural", "json")
 MODES = ("txt2img", "img2img", "inpaint")
-VARIANTS = ("standard", "inpaint", "instruct", "fill", "kontext", "edit")
+VARIANTS = ("standard", "inpaint", "instruct", "fill", "kontext", "edit", "klein")
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ class FamilySpec:
     modes: tuple[str, ...]  # modes of the plain text-to-image variant
     classes: dict  # mode -> diffusers class name for the plain variant
     weighted: bool = False  # (term:1.2) weights honoured via prompt embeddings (CLIP only)
-    negative: bool = True  # a negative prompt has an effect (with cfg > 1 / true CFG)
+    negative: bool = True  # a negative prompt has an effect (with cfg > cfg_off / true CFG)
+    cfg_off: float = 1.0  # guidance at or below this runs without the negative branch
     load_for: str = ""  # what to load for a missing mode (error messages)
 
     @property
@@ -62,6 +65,7 @@ class FamilySpec:
 
 
 _CLIP = Encoder("tokenizer", "clip", 77)
+AUTO = "auto"  # route through diffusers' AutoPipelineFor<mode>.from_pipe
 _SD_CLASSES = {"txt2img": "StableDiffusionPipeline", "img2img": "StableDiffusionImg2ImgPipeline",
                "inpaint": "StableDiffusionInpaintPipeline"}
 _ALL = MODES
@@ -90,25 +94,84 @@ FAMILIES: dict[str, FamilySpec] = {s.name: s for s in (
                                     "inpaint": "QwenImageInpaintPipeline"}, load_for="Qwen-Image-Edit (edit)"),
     FamilySpec("z-image", "Z-Image", "natural", (Encoder("tokenizer", "qwen", 512),), 9, 0.0, "cfg", 16, (1024, 1024),
                _ALL, {"txt2img": "ZImagePipeline", "img2img": "ZImageImg2ImgPipeline",
-                      "inpaint": "ZImageInpaintPipeline"}),
+                      "inpaint": "ZImageInpaintPipeline"}, cfg_off=0.0),
     FamilySpec("chroma", "Chroma", "natural", (Encoder("tokenizer", "t5", 512),), 35, 5.0, "cfg", 16, (1024, 1024),
                _ALL, {"txt2img": "ChromaPipeline", "img2img": "ChromaImg2ImgPipeline",
                       "inpaint": "ChromaInpaintPipeline"}),
     FamilySpec("sana", "Sana", "natural", (Encoder("tokenizer", "gemma", 300),), 20, 4.5, "cfg", 32, (1024, 1024),
                ("txt2img",), {"txt2img": "SanaPipeline"},
-               load_for="an SDXL, FLUX.1, Qwen-Image or Z-Image pipeline (Sana has no img2img/inpaint pipeline in diffusers)"),
+               load_for="an SDXL, FLUX.1, Qwen-Image or Z-Image pipeline"),
+    # Any other diffusers text-to-image pipeline (PixArt, Lumina, CogView, HunyuanDiT...): the modes
+    # diffusers' AutoPipeline mappings give it, the pipeline's own defaults for the rest.
+    FamilySpec("other", "other diffusers pipeline", "natural", (Encoder("tokenizer", "other", 512),), 30, 5.0, "cfg",
+               16, (1024, 1024), MODES, {m: AUTO for m in MODES}),
 )}
 
-# Variant pipelines: (family, variant) -> mode -> class name. A variant serves the modes it lists.
-VARIANT_CLASSES: dict[tuple[str, str], dict[str, str]] = {
-    ("flux", "fill"): {"inpaint": "FluxFillPipeline", "img2img": "FluxFillPipeline"},
-    ("flux", "kontext"): {"img2img": "FluxKontextPipeline", "txt2img": "FluxKontextPipeline"},
-    ("qwen-image", "edit"): {"img2img": "QwenImageEditPipeline", "inpaint": "QwenImageEditInpaintPipeline"},
+# Variant pipelines: (family, variant) -> mode -> (class name or SELF, call style). SELF: the loaded
+# pipeline itself. A variant serves only the modes it lists.
+SELF = ""
+VARIANT_ROUTES: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
+    ("flux", "fill"): {m: (SELF, "mask" if m == "inpaint" else "full_mask") for m in MODES},
+    ("flux", "kontext"): {"txt2img": (SELF, "text"), "img2img": (SELF, "reference")},
+    ("flux2", "klein"): {"txt2img": (SELF, "text"), "img2img": (SELF, "reference"),
+                         "inpaint": ("Flux2KleinInpaintPipeline", "mask")},
+    ("qwen-image", "edit"): {"img2img": (SELF, "reference"), "inpaint": ("QwenImageEditInpaintPipeline", "mask")},
 }
 VARIANT_DEFAULTS: dict[tuple[str, str], tuple[int, float]] = {  # (steps, cfg) where the variant differs
     ("flux", "fill"): (50, 30.0),
     ("flux2", "klein"): (4, 1.0),
 }
+CALL_STYLES = ("text", "strength", "mask", "full_mask", "reference")
+SD_FAMILIES = ("sd1", "sd2", "sdxl")  # UNet + CLIP: prompt-embedding weights, latent decode by the pack
+
+
+def defaults(family: str, variant: str = "standard") -> tuple[int, float]:
+    """(steps, cfg) a family/variant is meant to run with (Generate's steps 0 / cfg < 0)."""
+    fam = spec(family)
+    return VARIANT_DEFAULTS.get((family, variant), (fam.steps, fam.cfg))
+
+
+def route(family: str, variant: str, mode: str) -> tuple[str, str]:
+    """``(class name or SELF, call style)`` that serves ``mode`` on a ``family``/``variant`` pipeline.
+
+    Call styles: ``text`` (prompt only), ``strength`` (img2img: image + strength), ``mask``
+    (inpaint: image + mask + strength), ``full_mask`` (an inpaint-only model run with a full mask:
+    txt2img over a black image at strength 1, img2img at the strength), ``reference`` (the image
+    conditions an editing model; no strength: InstructPix2Pix, FLUX Kontext, FLUX.2, Qwen-Image-Edit).
+    Raises ValueError naming what to load when the pipeline has no such mode.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    fam = spec(family)
+    if variant == "instruct":
+        if mode == "txt2img":
+            raise ValueError(f"an InstructPix2Pix-type pipeline edits images; it has no txt2img: use Enhance or Edit "
+                             f"with an input image, or load a {fam.label} text-to-image pipeline for Generate")
+        return SELF, "reference"
+    if variant == "inpaint":
+        return fam.classes["inpaint"], "mask" if mode == "inpaint" else "full_mask"
+    routes = VARIANT_ROUTES.get((family, variant))
+    if routes is not None:
+        if mode not in routes:
+            raise ValueError(f"a {fam.label} {variant} pipeline has no {mode} mode: {_instead(family, variant, mode)}")
+        return routes[mode]
+    if mode not in fam.modes:
+        raise ValueError(f"{fam.label} has no {mode} pipeline in diffusers: {_instead(family, variant, mode)}")
+    if family == "flux2":  # FLUX.2 takes the input image as a reference in the same pipeline
+        return SELF, "reference" if mode == "img2img" else "text"
+    return fam.classes[mode], {"txt2img": "text", "img2img": "strength", "inpaint": "mask"}[mode]
+
+
+def _instead(family: str, variant: str, mode: str) -> str:
+    if (family, variant) == ("qwen-image", "edit") and mode == "txt2img":
+        return "Qwen-Image-Edit edits images; load Qwen-Image for Generate"
+    if (family, variant) == ("flux", "kontext") and mode == "inpaint":
+        return "use Edit (Kontext edits the whole image; a mask pastes the unmasked pixels back) or load FLUX.1 Fill for Repair"
+    if family == "flux2" and mode == "inpaint":
+        return "load FLUX.2 Klein (it has an inpaint pipeline), FLUX.1 Fill, or another family with inpainting"
+    hint = spec(family).load_for
+    return f"load {hint} instead" if hint else "load a pipeline of a family that has it (see the README's family table)"
+
 
 # Diffusers class-name prefixes -> family, longest first wins.
 _PREFIXES = (
@@ -133,7 +196,7 @@ def family_from_class_name(class_name: str) -> str | None:
 def variant_from_class_name(class_name: str) -> str:
     name = class_name or ""
     for marker, variant in (("InstructPix2Pix", "instruct"), ("FluxFill", "fill"), ("FluxKontext", "kontext"),
-                            ("QwenImageEdit", "edit")):
+                            ("QwenImageEdit", "edit"), ("Flux2Klein", "klein")):
         if marker in name:
             return variant
     return "standard"
@@ -146,9 +209,9 @@ def spec(family: str) -> FamilySpec:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}") from None
 
 
-def family_of(pipe) -> str | None:
-    """Family of a loaded diffusers pipeline (SD 2.x told from SD 1.x by its UNet's linear projections)."""
-    family = family_from_class_name(type(pipe).__name__)
+def family_of(pipe) -> str:
+    """Family of a loaded diffusers pipeline ('other' if unknown; SD 2.x told from SD 1.x by its UNet)."""
+    family = family_from_class_name(type(pipe).__name__) or "other"
     if family == "sd1":
         unet_config = getattr(getattr(pipe, "unet", None), "config", None)
         if getattr(unet_config, "use_linear_projection", False) or getattr(unet_config, "cross_attention_dim", 0) == 1024:
@@ -163,9 +226,6 @@ def text_tokenizers(pipe, family: str | None = None) -> list[tuple[str, str, obj
     tokenizer's class. A processor (FLUX.2's Mistral) is returned as its ``.tokenizer``.
     """
     family = family or family_of(pipe)
-    if family not in FAMILIES:
-        tok = getattr(pipe, "tokenizer", None)
-        return [("tokenizer", "clip", tok, 77)] if tok is not None else []
     out = []
     for enc in FAMILIES[family].encoders:
         tok = getattr(pipe, enc.tokenizer, None)
@@ -173,6 +233,8 @@ def text_tokenizers(pipe, family: str | None = None) -> list[tuple[str, str, obj
         if tok is None:
             continue
         kind = "qwen" if enc.kind == "mistral" and "Qwen" in type(tok).__name__ else enc.kind
+        if kind == "other":
+            kind = next((k for k in ("clip", "t5", "qwen", "gemma") if k in type(tok).__name__.lower()), "other")
         out.append((enc.tokenizer, kind, tok, enc.max_length))
     return out
 

@@ -13,6 +13,14 @@ Model families (``PipelineHandle.family``: 'sd1', 'sdxl', 'flux'...) and their d
 - ``inpaint``: 9-channel inpaint UNet. Every mode runs through the inpaint pipeline: txt2img
   with a full mask over a black image at strength 1, img2img with a full mask at the strength.
 - ``instruct``: InstructPix2Pix-type (8-channel UNet, image guidance). img2img/edit only.
+- ``fill`` / ``kontext`` (FLUX.1), ``edit`` (Qwen-Image-Edit), ``klein`` (FLUX.2 Klein): see
+  ``families.route`` for what each mode runs.
+
+Single files: SD 1.x/2.x/SDXL files are whole pipelines (``from_single_file`` with the configs from
+``config`` or the HF cache). Other families' files (FLUX, SD3, Qwen-Image, Z-Image, Chroma, Sana)
+are loaded as the transformer only (``<Transformer>.from_single_file``) into the diffusers folder
+chosen in ``config``, which supplies the text encoders, VAE and scheduler: offline, diffusers can
+neither infer nor download those.
 """
 from __future__ import annotations
 
@@ -92,24 +100,29 @@ class PipelineHandle:
     def with_scheduler(self, scheduler: str) -> "PipelineHandle":
         return replace(self, scheduler=check_scheduler_name(scheduler))
 
+    def route(self, mode: str) -> tuple[str, str]:
+        """``(diffusers class or families.SELF, call style)`` serving ``mode``; ValueError naming what to load."""
+        try:
+            return families.route(self.family, self.variant, mode)
+        except ValueError as exc:
+            raise ValueError(f"{self.name}: {exc}") from None
+
     def pipeline(self, mode: str):
-        """The pipeline for ``mode`` (txt2img, img2img, inpaint), sharing the base's modules."""
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        """The pipeline for ``mode`` (txt2img, img2img, inpaint), sharing the base's modules (``from_pipe``)."""
+        cls_name, _ = self.route(mode)
         derived = self.pipe.__dict__.setdefault("_llma_derived", {})
         if mode in derived:
             return derived[mode]
-        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+        import diffusers
 
-        if self.variant in ("inpaint", "instruct"):
-            auto = AutoPipelineForInpainting if self.variant == "inpaint" else None
-            pipe = self.pipe if auto is None else auto.from_pipe(self.pipe)
+        if cls_name in (families.SELF, type(self.pipe).__name__):
+            pipe = self.pipe
         else:
-            auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
-                    "inpaint": AutoPipelineForInpainting}[mode]
+            auto = {"txt2img": "AutoPipelineForText2Image", "img2img": "AutoPipelineForImage2Image",
+                    "inpaint": "AutoPipelineForInpainting"}[mode]
             try:
-                pipe = auto.from_pipe(self.pipe)
-            except (ValueError, KeyError, AttributeError) as exc:
+                pipe = getattr(diffusers, auto if cls_name == families.AUTO else cls_name).from_pipe(self.pipe)
+            except (ValueError, KeyError, AttributeError, TypeError) as exc:
                 raise ValueError(f"{self.name} ({type(self.pipe).__name__}) has no {mode} pipeline in diffusers: {exc}") from exc
         pipe.set_progress_bar_config(disable=True)
         derived[mode] = pipe
@@ -123,12 +136,10 @@ def _unet_in_channels(pipe) -> int:
 
 
 def variant_of(pipe) -> str:
-    name = type(pipe).__name__
-    if "InstructPix2Pix" in name:
-        return "instruct"
-    if _unet_in_channels(pipe) == 9:
+    variant = families.variant_from_class_name(type(pipe).__name__)
+    if variant == "standard" and _unet_in_channels(pipe) == 9:
         return "inpaint"
-    return "standard"
+    return variant
 
 
 def _checkpoint_info(path: Path) -> tuple[bool, bool]:
@@ -173,9 +184,60 @@ def resolve_pipeline_source(model: str, allow_download: bool) -> tuple[str, str]
     return "repo", hf_loading.resolve_source("diffusers", model, allow_download)
 
 
+def _single_file_family(path: Path, config_dir: str) -> str:
+    """Family of a single file: from the config folder's model_index.json, else from its tensor names."""
+    if config_dir:
+        return families.family_from_class_name(describe_config_files(config_dir).get("_class_name", "")) or "other"
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        keys = {k.removeprefix("model.diffusion_model.") for k in f.keys()}
+    if any(k.startswith("distilled_guidance_layer.") for k in keys):
+        return "chroma"
+    if any(k.startswith(("double_blocks.", "single_transformer_blocks.")) for k in keys):
+        return "flux"
+    if any(k.startswith("joint_blocks.") for k in keys):
+        return "sd3"
+    if any(k.startswith(("transformer_blocks.", "noise_refiner.", "layers.")) for k in keys):
+        return "other"
+    return "sd1"
+
+
+def _load_denoiser_file(path: str, config_dir: str, family: str, dtype, local_only: bool):
+    """A transformer single file (FLUX, SD3, Qwen-Image, Z-Image, Chroma, Sana...) + the rest of the
+    pipeline (text encoders, VAE, scheduler) from a diffusers folder of the same model."""
+    import diffusers
+
+    name = Path(path).name
+    if not config_dir:
+        label = families.FAMILIES[family].label if family != "other" else "transformer"
+        raise ValueError(
+            f"single-file checkpoint {name} looks like a {label} checkpoint: such files hold the transformer, and "
+            "diffusers needs the text encoders, VAE and configs from a diffusers folder of the same model, which it "
+            "cannot infer or fetch offline: choose that folder (in models/diffusers) in 'config'")
+    index = describe_config_files(config_dir)
+    component = next((k for k in ("transformer", "unet") if isinstance(index.get(k), list)), None)
+    if component is None or not hasattr(diffusers, index.get("_class_name", "")):
+        raise ValueError(f"config {Path(config_dir).name} is not a diffusers pipeline folder with a transformer "
+                         f"(model_index.json: {index.get('_class_name')!r}): choose the diffusers folder of the same model")
+    model_cls = getattr(diffusers, index[component][1])
+    try:
+        model = model_cls.from_single_file(path, config=config_dir, subfolder=component, torch_dtype=dtype,
+                                           local_files_only=True)
+        return getattr(diffusers, index["_class_name"]).from_pretrained(
+            config_dir, **{component: model}, dtype=dtype, local_files_only=True, use_safetensors=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ValueError(f"could not load single-file checkpoint {name} as the {component} of "
+                         f"{Path(config_dir).name} ({index['_class_name']}): {exc}") from exc
+
+
 def _load_single_file(path: str, config: str, dtype, local_only: bool):
     import diffusers
 
+    config_dir = str(host.resolve_model("diffusers", config)) if config and config != AUTO_CONFIG else ""
+    family = _single_file_family(Path(path), config_dir)
+    if family not in families.SD_FAMILIES:
+        return _load_denoiser_file(path, config_dir, family, dtype, local_only)
     sdxl, inpaint = _checkpoint_info(Path(path))
     cls_name = ("StableDiffusionXL" if sdxl else "StableDiffusion") + ("InpaintPipeline" if inpaint else "Pipeline")
     cls = getattr(diffusers, cls_name)
@@ -272,6 +334,9 @@ def load_pipeline(
     taesd = load_tiny_vae(tiny_vae, device, dtype, options.keep_loaded) if tiny_vae and tiny_vae != "none" else None
     if tiny_vae_decode and taesd is None:
         raise ValueError("'decode with tiny VAE' is on but no tiny VAE is chosen: pick a TAESD folder from models/vae_approx or switch it off")
+    if tiny_vae_decode and families.family_of(pipe) not in families.SD_FAMILIES:
+        raise ValueError(f"'decode with tiny VAE' works for SD 1.x/2.x/SDXL pipelines only; {Path(source).name} is "
+                         f"{families.spec(families.family_of(pipe)).label}: switch it off")
     return PipelineHandle(
         pipe=pipe, name=Path(source).name if kind != "repo" else source, source=source, device=device, dtype=dtype,
         family=families.family_of(pipe) or "sd1", variant=variant_of(pipe), scheduler=scheduler, tiny_vae=taesd, tiny_vae_decode=bool(tiny_vae_decode),

@@ -2,9 +2,13 @@
 
 - Seeds: image ``i`` of a batch uses a CPU ``torch.Generator`` seeded ``seed + i`` (mod 2**64),
   so image ``i`` equals a batch-1 run with that seed, on any device.
-- Input images whose sides are not multiples of 8 are resized (bilinear) to the nearest
-  multiple of 8 for the pipeline, and the result is resized back: outputs always have the
-  input's size.
+- Input images whose sides are not multiples of the family's resolution multiple (8 for SD,
+  16 for FLUX/SD3/Qwen-Image/Z-Image/Chroma, 32 for Sana) are resized (bilinear) to the nearest
+  multiple for the pipeline, and the result is resized back: outputs always have the input's size.
+- Families (families.py): each mode runs the family's pipeline (``families.route``) with its
+  guidance kind (classic CFG, distilled guidance, Qwen-Image's true CFG), its max sequence length
+  and plain prompt strings; only SD 1.x/2.x/SDXL get prompt-embedding weights and the pack's own
+  latent decode. ``steps`` 0 and ``cfg`` < 0 mean the family's defaults.
 - Masks: ComfyUI's convention, 1 = repaint (diffusers binarizes at 0.5).
 - What keeps unmasked pixels: no pipeline mode does exactly (the VAE round trip changes every
   pixel a little; the 4-channel fallback blends latents, the 9-channel model sees the masked
@@ -18,10 +22,11 @@ from __future__ import annotations
 
 import gc
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import faults, host
-from ..images import check_image, check_mask, from_nchw
+from ..images import check_image, check_mask, from_nchw, to_pil
+from . import families
 from . import prompt_embeds as pe_mod
 from .preview import make_previewer
 from .schedulers import make_scheduler
@@ -48,13 +53,17 @@ class GenerateRequest:
     feather: int = 0
 
 
-def check_multiple_of_8(name: str, value: int) -> int:
-    value = int(value)
-    if value < 8 or value % 8:
-        low, high = max(8, value - value % 8), value - value % 8 + 8
-        options = f"{low} or {high}" if low != high and value >= 8 else f"{high}"
-        raise ValueError(f"{name} must be a multiple of 8, got {value}: use {options}")
+def check_multiple(name: str, value: int, multiple: int = 8) -> int:
+    value, m = int(value), int(multiple)
+    if value < m or value % m:
+        low, high = max(m, value - value % m), value - value % m + m
+        options = f"{low} or {high}" if low != high and value >= m else f"{high}"
+        raise ValueError(f"{name} must be a multiple of {m}, got {value}: use {options}")
     return value
+
+
+def check_multiple_of_8(name: str, value: int) -> int:
+    return check_multiple(name, value, 8)
 
 
 def _check_request(req: GenerateRequest, needs_strength: bool) -> None:
@@ -89,8 +98,8 @@ def _resize(t, h, w, mode="bilinear"):
     return F.interpolate(t, size=(h, w), mode=mode, align_corners=False) if mode != "nearest" else F.interpolate(t, size=(h, w), mode=mode)
 
 
-def _nearest8(v: int) -> int:
-    return max(8, int(round(v / 8.0)) * 8)
+def _nearest(v: int, m: int = 8) -> int:
+    return max(m, int(round(v / float(m))) * m)
 
 
 def _feathered(mask, feather: int):
@@ -121,6 +130,64 @@ def _prompt_kwargs(pipe, req: GenerateRequest, cfg: float, cache=pe_mod.EMBEDDIN
     if req.clip_skip:
         kwargs["clip_skip"] = req.clip_skip
     return kwargs
+
+
+def resolve_defaults(handle, req: GenerateRequest) -> GenerateRequest:
+    """steps 0 -> the family's default steps; cfg < 0 -> the family's default guidance (families.py)."""
+    steps, cfg = families.defaults(handle.family, handle.variant)
+    changes = {}
+    if int(req.steps) == 0:
+        changes["steps"] = steps
+    if req.cfg == req.cfg and float(req.cfg) < 0:
+        changes["cfg"] = cfg
+    return replace(req, **changes) if changes else req
+
+
+def _edits_whole_image(handle) -> bool:
+    """True when img2img is an editing model taking the image as a reference and inpaint has no own pipeline."""
+    if handle.route("img2img")[1] != "reference":
+        return False
+    try:
+        return handle.route("inpaint")[1] == "reference"
+    except ValueError:
+        return True
+
+
+def family_kwargs(handle, pipe, req: GenerateRequest, cfg: float, height: int, width: int) -> dict:
+    """Prompt and guidance arguments for a non-SD family (plain strings: only SD's CLIP path weights)."""
+    import inspect
+
+    spec = handle.spec
+    if pe_mod.has_weights(req.positive) or pe_mod.has_weights(req.negative):
+        log.warning("%s (%s) reads plain text: (term:1.2) weights are dropped (Build Prompt's natural target "
+                    "turns weights into words)", handle.name, spec.label)
+    negative = pe_mod.plain_text(req.negative)
+    kwargs: dict = {"prompt": pe_mod.plain_text(req.positive)}
+    if spec.guidance == "true_cfg":
+        kwargs["true_cfg_scale"] = cfg
+        if cfg > spec.cfg_off:
+            kwargs["negative_prompt"] = negative or " "  # true CFG runs only with a negative prompt
+    else:
+        kwargs["guidance_scale"] = cfg
+        if spec.negative and negative and cfg > spec.cfg_off:
+            kwargs["negative_prompt"] = negative
+        elif negative and not spec.negative:
+            log.info("%s is guidance-distilled: the negative prompt is not used", spec.label)
+    kwargs["max_sequence_length"] = spec.max_tokens
+    kwargs["use_resolution_binning"] = False  # Sana: draw the asked size, not the nearest trained bin
+    kwargs["_auto_resize"] = False  # FLUX Kontext: keep the input's size ...
+    kwargs["max_area"] = height * width  # ... and the output's
+    accepted = inspect.signature(type(pipe).__call__).parameters
+    return {k: v for k, v in kwargs.items() if k in accepted}
+
+
+def _check_finite(images):
+    import torch
+
+    if not torch.isfinite(images).all():
+        raise ValueError("the pipeline produced NaN/inf pixels (the latents diverged): lower cfg, or load the "
+                         "pipeline with dtype fp32 (or bf16 for families trained in it)")
+    return images
 
 
 def decode_latents(handle, pipe, latents):
@@ -173,46 +240,59 @@ def run(handle, mode: str, req: GenerateRequest, image=None, mask=None):
         raise ValueError(f"mode must be txt2img, img2img, inpaint or edit, got {mode!r}")
     if mode == "edit":
         mode = "inpaint" if mask is not None else "img2img"
-    _check_request(req, needs_strength=mode != "txt2img" and handle.variant != "instruct")
+        if mask is not None and _edits_whole_image(handle):
+            mode = "img2img"  # an editing model (Kontext, FLUX.2...) edits it all; the mask only pastes back
+    elif mode == "img2img":
+        mask = None
+    req = resolve_defaults(handle, req)
+    _, style = handle.route(mode)
+    _check_request(req, needs_strength=style in ("strength", "mask") or (style == "full_mask" and mode != "txt2img"))
     handle.ensure_device()
-    family = handle.variant
+    multiple = handle.spec.multiple
     batch = int(req.batch_size)
     extra: dict = {}
-    orig = None
+    orig = full_mask = None
     if mode == "txt2img":
-        height, width = check_multiple_of_8("height", req.height), check_multiple_of_8("width", req.width)
+        height, width = check_multiple("height", req.height, multiple), check_multiple("width", req.width, multiple)
         n_prompts = 1
-        if family == "instruct":
-            raise ValueError(f"{handle.name} is an InstructPix2Pix-type pipeline: it edits images; use Enhance or Edit with an input image")
-        if family == "inpaint":
+        if style == "full_mask":
             extra = {"image": torch.zeros(1, 3, height, width), "mask_image": torch.ones(1, 1, height, width), "strength": 1.0}
     else:
         if image is None:
             raise ValueError(f"{mode} needs an input image: connect an IMAGE")
         orig = check_image(image).permute(0, 3, 1, 2)  # [B,3,H,W]
         b, _, h0, w0 = orig.shape
-        height, width = _nearest8(h0), _nearest8(w0)
+        height, width = _nearest(h0, multiple), _nearest(w0, multiple)
         pixels = _resize(orig, height, width).repeat_interleave(batch, dim=0)
         n_prompts = b * batch  # one prompt per output image: image i*batch+j is input i, seed + i*batch + j
-        if mode == "inpaint":
+        if mode == "inpaint" and mask is None:
+            raise ValueError("inpaint needs a mask (1 = repaint): connect a MASK")
+        if mask is not None:
             m = check_mask(mask, h0, w0, b).unsqueeze(1)  # [B,1,H,W]
             if float(m.max()) <= 0.0:
                 raise ValueError("mask is empty (all 0): paint the region to repaint (1 = repaint), or use Enhance for the whole image")
             full_mask = m.repeat_interleave(batch, dim=0)
-        else:
-            full_mask = None
-        if family == "instruct":
-            extra = {"image": pixels, "image_guidance_scale": float(req.image_guidance_scale)}
-        elif mode == "inpaint" or family == "inpaint":
-            mask_in = _resize(full_mask, height, width) if full_mask is not None else torch.ones(n_prompts, 1, height, width)
+        if style == "reference":
+            extra = {"image": pixels}
+            if handle.family == "flux2":  # FLUX.2: a list of PIL reference images for one picture
+                if b > 1:
+                    raise ValueError(f"FLUX.2 reads its input images as references for one picture: connect one image "
+                                     f"(got a batch of {b}); use batch_size for several results")
+                extra = {"image": to_pil(from_nchw(pixels[:1]))}
+            if handle.variant == "instruct":
+                extra["image_guidance_scale"] = float(req.image_guidance_scale)
+        elif style in ("mask", "full_mask"):
+            mask_in = _resize(full_mask, height, width) if style == "mask" else torch.ones(n_prompts, 1, height, width)
             extra = {"image": pixels, "mask_image": mask_in, "strength": float(req.strength)}
-            mode = "inpaint"
         else:
             extra = {"image": pixels, "strength": float(req.strength)}
-    pipe = handle.pipeline("inpaint" if family == "inpaint" else ("img2img" if family == "instruct" else mode))
+    pipe = handle.pipeline(mode)
     pipe.scheduler = make_scheduler(handle.scheduler, handle.pipe.scheduler)
     cfg = float(req.cfg)
-    kwargs = _prompt_kwargs(pipe, req, cfg)
+    sd_family = handle.family in families.SD_FAMILIES
+    kwargs = _prompt_kwargs(pipe, req, cfg) if sd_family else family_kwargs(handle, pipe, req, cfg, height, width)
+    if sd_family:
+        kwargs["guidance_scale"] = cfg
     if n_prompts > 1:
         kwargs = {k: (v.repeat(n_prompts, *[1] * (v.dim() - 1)) if hasattr(v, "repeat") else [v] * n_prompts)
                   if "prompt" in k else v for k, v in kwargs.items()}
@@ -233,10 +313,10 @@ def run(handle, mode: str, req: GenerateRequest, image=None, mask=None):
         with step_cache(pipe, handle.speed.step_cache_interval):
             latents = pipe(
                 **kwargs, **extra, height=height, width=width, num_inference_steps=int(req.steps),
-                guidance_scale=cfg, num_images_per_prompt=per_prompt, generator=generators(req.seed, n_prompts * per_prompt),
-                output_type="latent", callback_on_step_end=on_step_end, return_dict=False,
+                num_images_per_prompt=per_prompt, generator=generators(req.seed, n_prompts * per_prompt),
+                output_type="latent" if sd_family else "pt", callback_on_step_end=on_step_end, return_dict=False,
             )[0]
-        out = decode_latents(handle, pipe, latents)
+        out = decode_latents(handle, pipe, latents) if sd_family else _check_finite(latents)
     except Exception as exc:  # noqa: BLE001 - OOM is translated, the rest re-raised
         if not _is_oom(exc):
             raise
