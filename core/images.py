@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 
-def check_image(image, name: str = "image"):
-    """Validate a ComfyUI IMAGE tensor and return it as float32 [B,H,W,3]."""
+def check_image(image, name: str = "image", values: bool = True):
+    """Validate a ComfyUI IMAGE tensor and return it as float32 [B,H,W,3].
+
+    ``values=False``: check only the shape and return a view (no copy of a float32 image; values
+    not checked for NaN nor clamped, the caller does that in tiles)."""
     import torch
 
     if not isinstance(image, torch.Tensor):
@@ -20,6 +23,8 @@ def check_image(image, name: str = "image"):
     elif channels != 3:
         raise ValueError(f"{name} must have 1, 3 or 4 channels in the last dimension, got {channels} (shape {tuple(image.shape)})")
     image = image.float()
+    if not values:
+        return image
     if not torch.isfinite(image).all():
         raise ValueError(f"{name} contains NaN or infinite values: fix the node that produced it")
     return image.clamp(0.0, 1.0)

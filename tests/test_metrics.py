@@ -188,3 +188,79 @@ def test_report_json_is_strict_and_deterministic():
     assert data["metrics"]["flag"] is True and data["metrics"]["tensor"] == 2.5
     assert json_safe([float("-inf")]) == ["-inf"]
     assert summarise(["inf", 1.0])["mean"] == "inf"
+
+
+# --------------------------------------------------------------------------- strip-wise Compare Images
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(height=st.integers(11, 200), width=st.integers(11, 90),
+       batch=st.integers(1, 2), seed=st.integers(0, 2**31 - 1), masked=st.sampled_from([None, "inside mask", "outside mask"]))
+def test_compare_equals_skimage_on_random_images(height, width, batch, seed, masked):
+    """Equal to scikit-image's float64 values (to rounding) for any size, across strip edges."""
+    a, b = _pair(batch, height, width, seed=seed)
+    mask = (_mask(batch, height, width, seed=seed + 1) if masked else None)
+    region = masked or "whole image"
+    if mask is not None:  # keep the region non-empty for SSIM's cropped map
+        mask[:, R:R + 1, R:R + 1] = 1.0 if masked == "inside mask" else 0.0
+        mask[:, 0, 0] = 1.0 if masked == "inside mask" else 0.0
+    result = metrics.compare_images(a, b, mask=mask, region=region)
+    for i in range(batch):
+        x, y = a[i].double().numpy(), b[i].double().numpy()
+        _, full = _sk_ssim(x, y)
+        if mask is None:
+            sel = np.ones((height, width), dtype=bool)
+        else:
+            inside = mask[i].numpy() >= 0.5
+            sel = inside if masked == "inside mask" else ~inside
+        expected_ssim = full[R:-R, R:-R][sel[R:-R, R:-R]].mean()
+        expected_mse = ((x - y) ** 2)[sel].mean()
+        assert abs(result.ssim[i] - expected_ssim) < 1e-12
+        assert abs(result.mse[i] - expected_mse) < 1e-15
+        if mask is None:
+            assert abs(result.ssim[i] - structural_similarity(
+                x, y, data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+                use_sample_covariance=False)) < 1e-12
+
+
+def test_compare_checks_values_without_copying():
+    a, b = _pair(1, 40, 40)
+    bad = a.clone()
+    bad[0, 39, 39, 2] = float("nan")
+    with pytest.raises(ValueError, match="image_b contains NaN"):
+        metrics.compare_images(a, bad)
+    over = a.clone() * 1.5  # out of range: clamped like check_image does
+    assert metrics.compare_images(over, b).ssim == metrics.compare_images(over.clamp(0, 1), b).ssim
+
+
+def test_compare_peak_memory_stays_within_three_times_the_input():
+    """Peak RSS growth of one 1024x1024 comparison (a fresh process, peak counter reset) <= 3x
+    the two input images; the float64 full-image version needed about 25x."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux /proc to reset the peak RSS")
+    code = r"""
+import json, torch
+torch.set_num_threads(1)
+from llm_assist.core import metrics
+def hwm(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+g = torch.Generator().manual_seed(0)
+a = torch.rand(1, 1024, 1024, 3, generator=g)
+b = torch.rand(1, 1024, 1024, 3, generator=g).mul_(0.2).add_(a, alpha=0.8)
+metrics.compare_images(a[:, :64, :64], b[:, :64, :64])  # import / first-call costs outside the peak
+open("/proc/self/clear_refs", "w").write("5")
+base = hwm("VmRSS")
+metrics.compare_images(a, b)
+print(json.dumps({"peak": hwm("VmHWM") - base, "input": 2 * a.numel() * 4}))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True)
+    data = json.loads(res.stdout.strip().splitlines()[-1])
+    assert data["peak"] <= 3 * data["input"], f"peak {data['peak'] / 2**20:.0f} MB for {data['input'] / 2**20:.0f} MB of input"
