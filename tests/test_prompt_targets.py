@@ -41,6 +41,13 @@ def sd15(tiny_models):
         host.set_models_root(previous)
 
 
+def _build(**kw):
+    args = dict(keywords=DOG, template="", must_keep="", negative="", negative_preset="none", min_weight=0.8,
+                max_weight=1.3, token_budget=77)
+    args.update(kw)
+    return LLMAssistBuildPrompt().build(**args)
+
+
 # ---------------------------------------------------------------- tags: today's behaviour for SD
 def test_choices_match_core():
     from llm_assist.core.prompt_targets import LANGUAGE_CHOICES, TARGET_CHOICES
@@ -62,8 +69,9 @@ def test_sd_pipeline_auto_is_exactly_the_old_tags(sd15, budget):
     assert new.positive_text() == old.positive_text() and new.negative_text() == old.negative_text()
     assert new.dropped == old.dropped and new.target == "tags"
     assert count("x y z") == old_count("x y z")  # the same (CLIP) tokenizer
-    spec, positive, negative, report = LLMAssistBuildPrompt().build(
-        DOG, kwargs["template"], kwargs["must_keep"], "blurry", "photo defaults", 0.8, 1.3, budget, pipeline=sd15)
+    spec, positive, negative, report = _build(template=kwargs["template"], must_keep=kwargs["must_keep"],
+                                              negative="blurry", negative_preset="photo defaults",
+                                              token_budget=budget, pipeline=sd15)
     assert (positive, negative) == (old.positive_text(), old.negative_text())
     assert json.loads(report)["target"] == "tags" and json.loads(report)["family"] == "sd1"
 
@@ -197,8 +205,7 @@ def test_tokenizer_folder_choice_counts_exactly(models_root):
     for bad in ("diffusers/../../etc/tokenizer", "diffusers/tiny-sd15/unet", "/etc/passwd"):
         with pytest.raises((ValueError, FileNotFoundError)):
             token_counter(NATURAL, bad)
-    _, positive, _, report = LLMAssistBuildPrompt().build(DOG, "", "", "", "none", 0.8, 1.3, 12, target="natural",
-                                                          tokenizer="diffusers/tiny-sd15/tokenizer")
+    _, positive, _, report = _build(token_budget=12, target="natural", tokenizer="diffusers/tiny-sd15/tokenizer")
     assert len(tok(positive)["input_ids"]) <= 12 and json.loads(report)["counter"].endswith("tiny-sd15/tokenizer")
 
 
@@ -325,3 +332,39 @@ def test_readme_shows_the_real_renderings():
         assert f"`{text}`" in readme, text
     de = _kw([("schwarzer hund", 0.9), ("schnee", 0.66), ("roter ball", 0.5), ("kiefern", 0.1)])
     assert f"`{build_prompt_for(de, NATURAL, language='neutral', token_budget=0).positive_text()}`" in readme
+
+
+# ---------------------------------------------------------------- every tiny family (core/tiny_families.py)
+FAMILY_CASES = [  # folder, family, target, tokenizer attribute, encoder length
+    ("tiny-flux", "flux", "natural", "tokenizer_2", 512),
+    ("tiny-sd3", "sd3", "natural", "tokenizer_3", 256),
+    ("tiny-qwen-image", "qwen-image", "natural", "tokenizer", 512),
+    ("tiny-z-image", "z-image", "natural", "tokenizer", 512),
+    ("tiny-flux2-klein", "flux2", "json", "tokenizer", 512),
+    ("tiny-sdxl", "sdxl", "tags", "tokenizer", 0),
+]
+
+
+@pytest.mark.parametrize("folder, family, target, attribute, length", FAMILY_CASES)
+def test_each_family_gets_its_target_and_its_tokenizer(models_root, folder, family, target, attribute, length):
+    from llm_assist.core.diffusion.loading import load_pipeline
+
+    if not (models_root / "diffusers" / folder).is_dir():
+        pytest.skip(f"make-tiny-models built no {folder}")
+    handle = load_pipeline(folder)
+    resolved = resolve_target("auto", handle)
+    assert (resolved.family, resolved.target, resolved.max_tokens) == (family, target, length)
+    tokenizer = getattr(handle.pipe, attribute)
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+    _, positive, _, report = _build(template="{keywords}, (film grain:1.2)", must_keep="(wet fur:1.3)",
+                                    token_budget=0, pipeline=handle)
+    data = json.loads(report)
+    assert data["target"] == target and data["family"] == family and data["budget"] == length  # 0 = encoder length
+    assert data["token_count"] == len(tokenizer(positive)["input_ids"])  # counted with that family's tokenizer
+    assert not data["over_budget"]
+    if target == "tags":
+        assert "(wet fur:1.3)" not in positive and "(black dog:1.25)" in positive  # SDXL weights as before
+    else:
+        assert not WEIGHT_SYNTAX.search(positive) and data["converted"]
+    if target == "json":
+        assert list(json.loads(positive)) == list(JSON_FIELDS)
