@@ -279,6 +279,7 @@ def expand(
         if has_weights(generated):
             generated = " ".join(plain_text(generated).split())
             notes.append(f"converted (term:1.2) weight syntax to plain text for the {encoder} encoder")
+            log.info("%s wrote (term:1.2) weights; converted to plain text for the %s encoder", lm.name, encoder)
     return Expansion(fit_text_to_budget(generated, token_budget, count_tokens), thinking, tuple(notes))
 
 
