@@ -151,7 +151,7 @@ def test_inpaint_model_all_modes(sd_inpaint):
     [
         (dict(width=500), "width must be a multiple of 8, got 500: use 496 or 504"),
         (dict(height=60), "height must be a multiple of 8, got 60: use 56 or 64"),
-        (dict(steps=0), "steps must be at least 1"),
+        (dict(steps=-1), "steps must be at least 1"),  # 0 = the family's default steps
         (dict(batch_size=0), "batch_size must be at least 1"),
     ],
 )
