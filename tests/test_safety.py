@@ -46,7 +46,8 @@ def _pack_sources() -> list[Path]:
     files = []
     for path in ROOT.rglob("*.py"):
         rel = path.relative_to(ROOT)
-        if rel.parts and (rel.parts[0] in SKIP_DIRS or rel.parts[0].endswith(".egg-info")):
+        if rel.parts and (rel.parts[0] in SKIP_DIRS or rel.parts[0].endswith(".egg-info")
+                          or rel.parts[0].startswith(".venv")):  # any virtual environment (.venv-floor...)
             continue
         files.append(path)
     return files
