@@ -430,8 +430,9 @@ def test_connect_model_server_workflow_runs_in_comfyui_and_headless(comfyui, ser
         caption, expanded = result.outputs["4"]["text"], result.outputs["6"]["text"]
         assert len(caption) == 1 and isinstance(caption[0], str)
         assert len(expanded) == 1 and expanded[0].strip()
-    # temperature 0 on the same server: ComfyUI and the headless runner get the same text
+    # temperature 0 on the same server, the same example image: ComfyUI and the headless runner get the same texts
     assert in_comfy.outputs["6"]["text"] == headless.outputs["6"]["text"]
+    assert in_comfy.outputs["4"]["text"] == headless.outputs["4"]["text"]
 
 
 def _queue(url: str, prompt: dict) -> str:
