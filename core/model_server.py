@@ -13,8 +13,10 @@ header: it is not part of any object, repr, log line or error message.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +40,49 @@ class ModelServerError(ValueError):
 
 class Cancelled(Exception):
     """Internal: the stream was closed because the user pressed Cancel."""
+
+
+class CancelScope:
+    """A cancel flag that also cuts the streams open under it: a thread blocked reading one (the
+    server still thinking, or busy with another request) wakes at once instead of at its next token."""
+
+    def __init__(self):
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._open: set = set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
+        with self._lock:
+            opened = list(self._open)
+        for response in opened:
+            _cut(response)
+
+    @contextlib.contextmanager
+    def track(self, response):
+        with self._lock:
+            self._open.add(response)
+        if self.is_set():
+            _cut(response)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._open.discard(response)
+
+
+def _cut(response) -> None:
+    """Shut the response's socket down (safe from another thread; the pool then drops the connection)."""
+    try:
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except Exception:  # noqa: BLE001 - already closed: nothing to cut
+        pass
 
 
 @dataclass(frozen=True)
@@ -283,7 +328,7 @@ def _joined(pieces: list[str], thoughts: list[str]) -> str:
 
 
 def chat(base_url: str, model: str, messages: list, options: ServerOptions, *, max_tokens: int,
-         on_token: Callable[[int, str], None] | None = None, cancel: threading.Event | None = None) -> str:
+         on_token: Callable[[int, str], None] | None = None, cancel: CancelScope | None = None) -> str:
     """Stream one chat completion; the text. ``on_token(n, piece)`` after each streamed chunk (n chunks
     so far, piece: its answer text). Closes the stream within a chunk when ``cancel`` is set or the host is interrupted
     (raises ``Cancelled``). Retries connection failures and 429/502/503/504 with backoff, but never
@@ -316,30 +361,33 @@ def chat(base_url: str, model: str, messages: list, options: ServerOptions, *, m
                     return _joined(*([part] for part in _content_of(base_url, data, delta=False)))
                 pieces: list[str] = []
                 thoughts: list[str] = []
-                for line in response.iter_lines():
-                    if (cancel is not None and cancel.is_set()) or host.interrupted():
-                        raise Cancelled()
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        break
-                    try:
-                        data = json.loads(payload)
-                    except ValueError:
-                        raise _malformed(base_url, payload) from None
-                    text, reasoning = _content_of(base_url, data, delta=True)
-                    if text or reasoning:
-                        pieces.append(text)
-                        thoughts.append(reasoning)
-                        received += 1
-                        if on_token is not None:
-                            on_token(received, text)
+                with cancel.track(response) if cancel is not None else contextlib.nullcontext():
+                    for line in response.iter_lines():
+                        if (cancel is not None and cancel.is_set()) or host.interrupted():
+                            raise Cancelled()
+                        if not line.startswith("data:"):
+                            continue
+                        payload = line[5:].strip()
+                        if payload == "[DONE]":
+                            break
+                        try:
+                            data = json.loads(payload)
+                        except ValueError:
+                            raise _malformed(base_url, payload) from None
+                        text, reasoning = _content_of(base_url, data, delta=True)
+                        if text or reasoning:
+                            pieces.append(text)
+                            thoughts.append(reasoning)
+                            received += 1
+                            if on_token is not None:
+                                on_token(received, text)
                 return _joined(pieces, thoughts)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             if last:
                 raise _unreachable(base_url, exc) from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            if cancel is not None and cancel.is_set():  # we cut it
+                raise Cancelled() from None
             if received or last:
                 raise ModelServerError(
                     f"model server {base_url} closed the connection after {received} chunks of the answer "

@@ -23,7 +23,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from . import host
-from .model_server import Cancelled, ServerOptions, chat, list_models, normalize_base_url
+from .model_server import Cancelled, CancelScope, ServerOptions, chat, list_models, normalize_base_url
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +73,16 @@ def run_requests(base_url: str, model: str, options: ServerOptions, message_list
                  label: str, on_result=None) -> list[str]:
     """One streamed chat per message list, ``options.concurrency`` at a time; texts in order.
 
-    ``on_result(index, text)`` is called as each finishes. On Cancel every stream is closed and
-    the host's interrupt is raised; on the first error the others are cancelled and it is raised.
+    ``on_result(index, text)`` is called as each finishes. On Cancel every open stream is cut (within
+    about 0.1 s, even one still waiting for its first token) and the host's interrupt is raised; on
+    the first error the others are cancelled the same way and that error is raised.
     """
     count = len(message_lists)
     if not count:
         return []
     host.check_interrupt()
     progress = _Progress(count, max_tokens, label)
-    cancel = threading.Event()
+    cancel = CancelScope()
     results: list = [None] * count
 
     def one(index: int) -> None:
@@ -95,14 +96,8 @@ def run_requests(base_url: str, model: str, options: ServerOptions, message_list
             on_result(index, text)
 
     workers = min(int(options.concurrency), count)
-    if workers == 1:  # no threads needed: Cancel is checked per token in this thread
-        try:
-            for index in range(count):
-                one(index)
-        except Cancelled:
-            host.check_interrupt()
-            raise host.Interrupted("processing interrupted by the user") from None
-        return results
+    # requests run in worker threads even one at a time: this thread watches for Cancel and cuts
+    # the open streams, so a request still waiting for its first token stops at once too
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llma-server") as pool:
         # each task runs in a copy of this context: inside ComfyUI the progress hook finds the node
         futures = [pool.submit(contextvars.copy_context().run, one, i) for i in range(count)]

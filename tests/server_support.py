@@ -150,6 +150,7 @@ class ImageServer:
 
     def __init__(self, key: str | None = None):
         self.key, self.script, self.delays = key, [], {}
+        self.release = threading.Event()  # ends a "stall" answer
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         server = self
@@ -191,6 +192,14 @@ class ImageServer:
                     return
                 if step == "context":
                     return self._send(400, json.dumps({"error": {"message": "This model's maximum context length is 64 tokens."}}).encode())
+                if step == "stall":  # headers, then nothing for a long time (a busy server)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    self.wfile.flush()
+                    server.release.wait(60)
+                    self.close_connection = True
+                    return
                 if step == "reasoning":  # thoughts apart from the answer, as reasoning servers send them
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")
@@ -236,6 +245,7 @@ class ImageServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
     def close(self) -> None:
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -456,3 +456,28 @@ def test_the_answers_so_far_are_shown_as_they_stream(image_server, monkeypatch):
     shown.clear()
     lm.generate("instruction", "text", max_new_tokens=5)
     assert shown == ["no", "no image"]
+
+
+def test_cancel_cuts_a_stream_still_waiting_for_its_first_token(image_server):
+    """The server sent its headers and then nothing (busy): Cancel does not wait for a token or the timeout."""
+    image_server.script = ["stall"]  # holds the answer until image_server.release is set
+    lm = ServerLanguageModel(image_server.url, "vision-test", ServerOptions(timeout=60.0, concurrency=1, max_retries=0))
+    outcome = []
+
+    def run():
+        try:
+            lm.generate("instruction", "text", max_new_tokens=3)
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assert
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    while not image_server.requests:
+        worker.join(0.05)
+    host.request_interrupt()
+    worker.join(20)  # a hang detector, not a speed check: without the cut it waits for the server
+    alive = worker.is_alive()
+    image_server.release.set()
+    worker.join()
+    assert not alive and len(outcome) == 1 and isinstance(outcome[0], host.Interrupted), outcome
+    assert lm.generate("instruction", "text", max_new_tokens=3) == "no image"  # the pool is still usable
