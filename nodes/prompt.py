@@ -16,8 +16,10 @@ _TARGET_TOOLTIP = (
 )
 _BUDGET_TOOLTIP = (
     "Token budget of the whole rendered prompt (weights, template, BOS/EOS included); 77 fits one CLIP "
-    "window, 0 = no limit. Counted exactly with the tokenizer of a connected pipeline or image encoder, "
-    "otherwise with a safe upper bound (2 + bytes without spaces) that may drop more than needed."
+    "window, 0 = no limit. For natural / json targets the budget is capped at the encoder's length (FLUX.1: "
+    "512 T5 tokens, SD3: 256) and 0 means that length. Counted exactly with the tokenizer of a connected "
+    "pipeline, tokenizer folder or image encoder, otherwise with a documented estimate (CLIP: a safe upper "
+    "bound, 2 + bytes without spaces, that may drop more than needed; T5/Qwen: 1 + bytes / 2.5)."
 )
 
 
