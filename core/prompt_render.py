@@ -84,9 +84,23 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:] if text else text
 
 
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
 def _sentence(text: str) -> str:
+    """``text`` ending in a full stop: the ideographic one after Chinese / Japanese / Korean text."""
     text = text.strip().rstrip(",;:")
-    return text if not text or text[-1] in ".!?…。" else text + "."
+    if not text or text[-1] in ".!?…。！？":
+        return text
+    return text + ("。" if _CJK.match(text[-1]) else ".")
+
+
+def _join(sentences) -> str:
+    out = ""
+    for sentence in sentences:
+        if sentence:
+            out += ("" if not out or out.endswith(("。", "！", "？")) else " ") + sentence
+    return out
 
 
 def render_natural(terms, language: str = "english", template: str = "") -> str:
@@ -108,7 +122,7 @@ def render_natural(terms, language: str = "english", template: str = "") -> str:
         for fmt, tier in zip((strong_fmt, normal_fmt, subtle_fmt), tiers):
             if tier:
                 sentences.append(fmt.format(join_list(tier, language)))
-    body = " ".join(_sentence(_capital(s)) for s in sentences)
+    body = _join(_sentence(_capital(s)) for s in sentences)
     template = safe_term(template)
     if not template:
         return body
@@ -117,10 +131,11 @@ def render_natural(terms, language: str = "english", template: str = "") -> str:
         before, after = before.strip(" ,;"), after.replace("{keywords}", "").strip(" ,;.")
         if before and body:
             body = f"{before} {body[:1].lower() if language != 'german' else body[:1]}{body[1:]}"
+            body = body[:-1] if body.endswith(".") else body
         elif before:
             body = before
-        return " ".join(_sentence(_capital(p)) for p in (body, after) if p)
-    return " ".join(p for p in (body, _sentence(_capital(template))) if p)
+        return _join(_sentence(_capital(p)) for p in (body, after) if p)
+    return _join((body, _sentence(_capital(template))))
 
 
 def field_of(term: str) -> str:
