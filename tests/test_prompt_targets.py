@@ -174,6 +174,8 @@ def test_unknown_languages_get_no_glue_words(pairs):
     assert dict(spec.meta)["language"] == "neutral"
     words = set(re.findall(r"\w+", text.lower()))
     assert words <= {w for t, _ in pairs for w in re.findall(r"\w+", t.lower())}, text
+    if pairs[0][0] == "黑狗":
+        assert text == "黑狗。雪。"  # ideographic full stops, no spaces
 
 
 def test_detect_language_english_keywords_without_caption():
