@@ -189,3 +189,20 @@ class WrittenFiles:
 
 
 WRITTEN = WrittenFiles()
+
+
+def caption_image_files(captioner, files: image_folder.ImageFiles, settings: CaptionSettings) -> list[str]:
+    """One caption per file of ``files`` (Load Image Folder's LLMA_IMAGE_FILES), in order.
+
+    Only ``settings.batch_size`` images are decoded at a time (downscaled to ``files.max_side``)
+    and dropped after their batch, so memory stays the same for 10 or 10,000 images. The
+    captions equal ``caption_images`` on the same images: batches are the same and each batch
+    is seeded the same way."""
+    from . import host
+
+    captions: list[str] = []
+    for chunk in files.batches(settings.batch_size):
+        host.check_interrupt()
+        captions.extend(caption_images(captioner, chunk, settings))
+        del chunk  # before the next batch is decoded: one batch alive, not two
+    return captions

@@ -96,12 +96,21 @@ def _float_to_l(im):
     return Image.fromarray(np.clip(arr * scale, 0, 255).round().astype(np.uint8), "L")
 
 
-def load_pil(path):
-    """An RGB PIL image with its EXIF orientation applied (RGBA, LA, L, P, CMYK, I;16 converted)."""
+def load_pil(path, max_side: int = 0):
+    """An RGB PIL image with its EXIF orientation applied (RGBA, LA, L, P, CMYK, I;16 converted).
+
+    ``max_side`` > 0: downscaled on load so that its longer side is at most ``max_side`` px
+    (aspect kept; a JPEG is decoded at a reduced DCT scale first, so a 12 MP photo is never held
+    at full size)."""
     from PIL import Image, ImageOps
 
+    max_side = int(max_side or 0)
+    if max_side < 0:
+        raise ValueError(f"max_side must be >= 0 (0 = full size), got {max_side}")
     try:
         with Image.open(path) as im:
+            if max_side and max(im.size) > max_side:
+                im.draft(None, (max_side, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8 scale, still >= max_side
             im = ImageOps.exif_transpose(im)
             if im.mode == "P" and "transparency" in im.info:
                 im = im.convert("RGBA")
@@ -109,16 +118,44 @@ def load_pil(path):
                 im = im.point(lambda v: v * (1 / 256)).convert("L")
             elif im.mode == "F":  # float32 (TIFF): convert("L") would clip 0..1 data to black
                 im = _float_to_l(im)
-            return im.convert("RGB")
+            im = im.convert("RGB")
+            if max_side and max(im.size) > max_side:
+                im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            return im
     except (OSError, SyntaxError) as exc:
         raise ValueError(f"could not read image {path}: {exc}; remove or re-save the file") from exc
 
 
-def load_image(path):
-    """IMAGE tensor [1,H,W,3] float32 in 0..1."""
+def load_image(path, max_side: int = 0):
+    """IMAGE tensor [1,H,W,3] float32 in 0..1 (``max_side``: see ``load_pil``)."""
     from .images import from_pil
 
-    return from_pil(load_pil(path))
+    return from_pil(load_pil(path, max_side))
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """The LLMA_IMAGE_FILES socket: a folder's image files, decoded only when a consumer asks,
+    a few at a time (Load Image Folder -> Caption Image), so memory does not grow with the folder.
+
+    Made only by Load Image Folder from files it listed (and the owner's checks allowed): a
+    workflow's values cannot put other paths in it."""
+
+    paths: tuple = ()
+    max_side: int = 0  # downscale on load (longer side, px); 0 = full size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int):
+        """Image ``index`` as an RGB PIL image (downscaled to ``max_side``)."""
+        return load_pil(self.paths[index], self.max_side)
+
+    def batches(self, size: int):
+        """PIL images ``size`` at a time, in order; only one batch is alive at once."""
+        size = max(1, int(size))
+        for start in range(0, len(self.paths), size):
+            yield [self.load(i) for i in range(start, min(start + size, len(self.paths)))]
 
 
 def folder_signature(paths: list[Path]) -> str:

@@ -37,7 +37,8 @@ class LLMAssistLoadCaptioner:
 
 class LLMAssistCaptionImage:
     DESCRIPTION = (
-        "Write one caption per image (a batch of N, or a list of images from Load Image Folder, gives N captions). "
+        "Write one caption per image (a batch of N, or a list of images from Load Image Folder, gives N captions; "
+        "Load Image Folder's files output on image_files reads batch_size images at a time, for folders of any size). "
         "Chat VLMs follow the instruction; BLIP/GIT take it as a caption prefix; ViT-GPT2 ignores it."
     )
     CATEGORY = category("describe")
@@ -53,7 +54,6 @@ class LLMAssistCaptionImage:
         return {
             "required": {
                 "captioner": ("LLMA_CAPTIONER", {"tooltip": "From Load Captioner."}),
-                "image": ("IMAGE", {"tooltip": "Image batch or a list of images (mixed sizes allowed)."}),
                 "instruction": (PRESETS, {"default": "short", "tooltip": (
                     "What to ask for. Chat VLMs: short = one sentence, detailed = subject/setting/colours/lighting/style, "
                     "tags = comma-separated tags, custom = your text. BLIP: short = conditional caption from 'a picture of', "
@@ -69,10 +69,16 @@ class LLMAssistCaptionImage:
                 "seed": ("INT", {"default": 0, "min": 0, "max": _SEED_MAX, "control_after_generate": True, "tooltip": "Same seed and settings give the same captions."}),
                 "batch_size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "Images per generate call: larger is faster until memory runs out."}),
             },
+            "optional": {
+                "image": ("IMAGE", {"tooltip": "Image batch or a list of images (mixed sizes allowed). Connect this or image_files."}),
+                "image_files": ("LLMA_IMAGE_FILES", {"tooltip": (
+                    "The files output of Load Image Folder (instead of image): images are read batch_size at a time "
+                    "and dropped after their batch, so any number of photos fits in memory.")}),
+            },
         }
 
-    def caption(self, captioner, image, instruction="short", custom_instruction="", max_new_tokens=40, num_beams=1,
-                do_sample=False, temperature=0.7, top_p=0.9, seed=0, batch_size=4):
+    def caption(self, captioner, image=None, instruction="short", custom_instruction="", max_new_tokens=40, num_beams=1,
+                do_sample=False, temperature=0.7, top_p=0.9, seed=0, batch_size=4, image_files=None):
         from ..core import captioning
 
         cap = _first(captioner)
@@ -81,9 +87,19 @@ class LLMAssistCaptionImage:
             max_new_tokens=int(_first(max_new_tokens, 40)), num_beams=int(_first(num_beams, 1)),
             do_sample=bool(_first(do_sample, False)), temperature=float(_first(temperature, 0.7)),
             top_p=float(_first(top_p, 0.9)), seed=int(_first(seed, 0)), batch_size=int(_first(batch_size, 4)))
-        images = image if isinstance(image, list) else [image]
+        images = [i for i in (image if isinstance(image, list) else [image]) if i is not None]
+        files = [f for f in (image_files if isinstance(image_files, list) else [image_files]) if f is not None]
+        if bool(images) == bool(files):
+            raise ValueError(
+                f"connect exactly one of image and image_files, got {'both' if images else 'neither'}: image for "
+                "IMAGE batches or lists, image_files for Load Image Folder's files output (bounded memory)")
         try:
-            captions = captioning.caption_images(cap, images, settings)
+            if files:
+                from ..core.captioning_folder import caption_image_files
+
+                captions = [c for f in files for c in caption_image_files(cap, f, settings)]
+            else:
+                captions = captioning.caption_images(cap, images, settings)
         finally:
             captioning.release(cap)
         return (captions,)

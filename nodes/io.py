@@ -50,17 +50,21 @@ def _check_caption_writes(paths, folder: str, targets) -> None:
 class LLMAssistLoadImageFolder:
     DESCRIPTION = (
         "Load every image of a folder, one by one (mixed sizes allowed): downstream nodes run once per image, "
-        "and the paths go to Save Captions. EXIF orientation is applied; transparent, grey and palette images become RGB."
+        "and the paths go to Save Captions. EXIF orientation is applied; transparent, grey and palette images become RGB. "
+        "For large folders turn load_images off and connect files to Caption Image: images are then read a batch at a "
+        "time (memory independent of the folder's size); max_side downscales on load."
     )
     CATEGORY = category("io")
     FUNCTION = "load"
-    RETURN_TYPES = ("IMAGE", "STRING", "INT")
-    RETURN_NAMES = ("images", "paths", "count")
-    OUTPUT_IS_LIST = (True, True, False)
+    RETURN_TYPES = ("IMAGE", "STRING", "INT", "LLMA_IMAGE_FILES")
+    RETURN_NAMES = ("images", "paths", "count", "files")
+    OUTPUT_IS_LIST = (True, True, False, False)
     OUTPUT_TOOLTIPS = (
-        "The images, one [1,H,W,3] IMAGE per file (a list).",
+        "The images, one [1,H,W,3] IMAGE per file (a list, all held in memory; empty when load_images is off).",
         "The absolute path of each image, in the same order (a list).",
-        "How many images were loaded.",
+        "How many images were listed.",
+        "The image files, not decoded: connect to Caption Image's image_files, which reads batch_size images at a "
+        "time (memory independent of the folder's size).",
     )
 
     @classmethod
@@ -73,11 +77,19 @@ class LLMAssistLoadImageFolder:
                 "start": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "tooltip": "Skip this many images first (0-based index of the first image)."}),
                 "limit": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "tooltip": "Load at most this many images; 0 = all."}),
                 "recursive": ("BOOLEAN", {"default": False, "tooltip": "Also look in sub-folders."}),
+                "max_side": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 64, "tooltip": (
+                    "Downscale on load so the longer side is at most this many px (aspect kept; JPEGs are decoded at "
+                    "reduced scale); 0 = full size. Captioners read small images (BLIP 384 px): 1024 keeps detail and "
+                    "cuts a 12 MP photo's memory about 10x.")}),
+                "load_images": ("BOOLEAN", {"default": True, "tooltip": (
+                    "On: decode every image into the images output (all of them in memory at once). Off: decode "
+                    "nothing here and use the files output with Caption Image (bounded memory for any folder).")}),
             },
+            "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
         }
 
     @classmethod
-    def IS_CHANGED(cls, path, pattern="*", sort="natural", start=0, limit=0, recursive=False):
+    def IS_CHANGED(cls, path, pattern="*", sort="natural", start=0, limit=0, recursive=False, **_settings):
         from ..core import image_folder
 
         try:
@@ -85,17 +97,35 @@ class LLMAssistLoadImageFolder:
         except ValueError as exc:  # reported properly when the node runs
             return str(exc)
 
-    def load(self, path, pattern="*", sort="natural", start=0, limit=0, recursive=False):
+    def load(self, path, pattern="*", sort="natural", start=0, limit=0, recursive=False, max_side=0,
+             load_images=True, prompt=None, unique_id=None):
         from ..core import host, image_folder
 
         paths = _allowed_images(path, pattern, sort, start, limit, recursive)
-        bar = host.progress(len(paths), label="load images")
+        files = image_folder.ImageFiles(tuple(paths), int(max_side))
         images = []
-        for i, p in enumerate(paths):
-            host.check_interrupt()
-            images.append(image_folder.load_image(p))
-            bar.update_absolute(i + 1, len(paths))
-        return (images, [str(p) for p in paths], len(paths))
+        if not load_images:
+            _refuse_linked_images(prompt, unique_id)
+        else:
+            bar = host.progress(len(paths), label="load images")
+            for i, p in enumerate(paths):
+                host.check_interrupt()
+                images.append(image_folder.load_image(p, int(max_side)))
+                bar.update_absolute(i + 1, len(paths))
+        return (images, [str(p) for p in paths], len(paths), files)
+
+
+def _refuse_linked_images(prompt, unique_id) -> None:
+    """load_images is off: a node reading the (empty) images output would silently get nothing."""
+    if not isinstance(prompt, dict) or unique_id is None:
+        return
+    users = sorted(str(node_id) for node_id, node in prompt.items() if isinstance(node, dict)
+                   for value in (node.get("inputs") or {}).values()
+                   if isinstance(value, list) and len(value) == 2 and str(value[0]) == str(unique_id) and value[1] == 0)
+    if users:
+        raise ValueError(
+            f"load_images is off but node(s) {', '.join(users)} read the images output: turn load_images on, or "
+            "connect the files output to Caption Image's image_files instead (bounded memory)")
 
 
 class LLMAssistSaveCaptions:

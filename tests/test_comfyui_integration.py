@@ -569,3 +569,27 @@ def test_natural_prompt_example_runs_in_comfyui(comfyui, tmp_path):
     report = json.loads(result.outputs[title["Build Prompt report"]]["text"][0])
     assert (report["target"], report["family"], report["budget"]) == ("natural", "flux", 512)
     assert report["counter"] == "t5 tokenizer of the flux pipeline"
+
+
+def test_image_files_caption_a_folder_in_bounded_memory_in_comfyui(comfyui):
+    """Load Image Folder's files output (load_images off, max_side) into Caption Image's image_files and
+    on to Save Captions, inside ComfyUI; load_images off while a node reads the images output is a clear
+    error there (the hidden PROMPT / UNIQUE_ID inputs), not a silent empty list."""
+    url, log_path = comfyui
+    out = "llma_image_files"
+    prompt = {
+        "1": _with_defaults("LLMAssistLoadImageFolder", path="dataset", max_side=32, load_images=False),
+        "2": _with_defaults("LLMAssistLoadCaptioner", model="tiny-blip"),
+        "3": _with_defaults("LLMAssistCaptionImage", captioner=["2", 0], image_files=["1", 3], max_new_tokens=4),
+        "4": _with_defaults("LLMAssistSaveCaptions", captions=["3", 0], image_paths=["1", 1], output_folder=out,
+                            mode="overwrite"),
+    }
+    entry = _wait_history(url, _queue(url, prompt))
+    assert entry["status"].get("status_str") == "success", entry["status"]
+    written = sorted(p.name for p in (log_path.parent / "output" / out).glob("*.txt"))
+    assert written == ["scene_1.txt", "scene_2.txt"], written
+    assert "2 written" in entry["outputs"]["4"]["text"][0]
+    prompt["5"] = {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}
+    entry = _wait_history(url, _queue(url, prompt))
+    assert entry["status"].get("status_str") == "error"
+    assert "load_images is off but node(s) 5 read the images output" in json.dumps(entry["status"])

@@ -79,8 +79,9 @@ def test_exif_orientation_and_modes(tmp_path):
 
 def test_load_image_folder_node(tmp_path):
     folder = _folder(tmp_path, 3)
-    images, paths, count = LLMAssistLoadImageFolder().load(str(folder), "*", "natural", 0, 0, False)
-    assert count == 3 and len(images) == 3 and len(paths) == 3
+    images, paths, count, files = LLMAssistLoadImageFolder().load(path=str(folder), pattern="*", sort="natural",
+                                                                   start=0, limit=0, recursive=False)
+    assert count == 3 and len(images) == 3 and len(paths) == 3 and len(files) == 3
     assert [tuple(i.shape) for i in images] == [(1, 32, 40, 3), (1, 32, 44, 3), (1, 32, 48, 3)]
     assert paths[1] == str(folder / "img5.png")
     sig = LLMAssistLoadImageFolder.IS_CHANGED(str(folder))
@@ -202,3 +203,92 @@ def test_caption_cli(models_root, tmp_path, capsys):
                 "--quantization", "int8-dynamic", "--device", "cpu", "--max-new-tokens", "4"]
     assert main(absolute) == 0 and "3 appended" in capsys.readouterr().out
     assert main(["caption", str(folder), "--model", "nope", "--models", str(models_root)]) == 1
+
+
+# ---------------------------------------------------------------- bounded memory for any folder size
+def _photo(path, size, orientation=None):
+    import numpy as np
+
+    rng = np.random.default_rng(len(str(path)))
+    im = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    im.save(path, exif=exif)
+    return path
+
+
+@pytest.mark.parametrize("size,orientation,max_side,expected", [
+    ((3000, 2000), None, 500, (500, 333)),
+    ((3000, 2000), 6, 500, (333, 500)),      # EXIF "rotate 90": portrait after the transpose
+    ((1200, 300), None, 512, (512, 128)),
+    ((300, 200), None, 512, (300, 200)),     # never upscaled
+    ((3000, 2000), None, 0, (3000, 2000)),   # 0 = full size
+])
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_load_downscales_on_load(tmp_path, size, orientation, max_side, expected, suffix):
+    path = _photo(tmp_path / f"p{suffix}", size, orientation)
+    im = image_folder.load_pil(path, max_side)
+    assert im.mode == "RGB" and im.size == expected
+    tensor = image_folder.load_image(path, max_side)
+    assert tuple(tensor.shape) == (1, expected[1], expected[0], 3) and tensor.dtype == torch.float32
+    with pytest.raises(ValueError, match="max_side"):
+        image_folder.load_pil(path, -1)
+
+
+def test_load_image_folder_files_output_decodes_nothing(tmp_path):
+    folder = _folder(tmp_path, 5)
+    node = LLMAssistLoadImageFolder()
+    images, paths, count, files = node.load(path=str(folder), max_side=16, load_images=False)
+    assert images == [] and count == 5 and [str(p) for p in files.paths] == paths
+    assert isinstance(files, image_folder.ImageFiles) and files.max_side == 16
+    assert [len(b) for b in files.batches(2)] == [2, 2, 1]
+    assert all(max(im.size) <= 16 for b in files.batches(2) for im in b)
+    decoded, *_ = node.load(path=str(folder), max_side=16, load_images=True)
+    assert [max(i.shape[1:3]) for i in decoded] == [16] * 5
+    # load_images off while a node reads the images output: a clear error, not a silent empty list
+    prompt = {"2": {"class_type": "LLMAssistLoadImageFolder", "inputs": {}},
+              "4": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+              "5": {"class_type": "LLMAssistSaveCaptions", "inputs": {"image_paths": ["2", 1]}}}
+    with pytest.raises(ValueError, match="load_images is off but node.s. 4 read the images"):
+        node.load(path=str(folder), load_images=False, prompt=prompt, unique_id="2")
+    prompt.pop("4")
+    assert node.load(path=str(folder), load_images=False, prompt=prompt, unique_id="2")[0] == []
+
+
+def test_caption_image_files_holds_one_batch_at_a_time(models_root, tmp_path):
+    """Caption Image on Load Image Folder's files: the same captions as on the decoded images,
+    and never more than batch_size decoded images alive at once (whatever the folder's size)."""
+    import gc
+    import weakref
+
+    from llm_assist.core.captioning import caption_images
+    from llm_assist.core.captioning_folder import caption_image_files
+    from llm_assist.nodes.describe import LLMAssistCaptionImage
+
+    folder = _folder(tmp_path, 7)
+    paths = image_folder.list_images(folder)
+    refs, peak = [], [0]
+
+    class Counted(image_folder.ImageFiles):  # the real loader, with a count of the live images
+        def load(self, index):
+            gc.collect()
+            im = super().load(index)
+            refs.append(weakref.ref(im))
+            peak[0] = max(peak[0], sum(1 for r in refs if r() is not None))
+            return im
+
+    captioner = load_captioner("tiny-blip")
+    settings = CaptionSettings(max_new_tokens=4, batch_size=3)
+    got = caption_image_files(captioner, Counted(tuple(paths)), settings)
+    assert got == caption_images(captioner, [image_folder.load_pil(p) for p in paths], settings)
+    assert len(got) == 7 and peak[0] <= 3, peak[0]
+    files = image_folder.ImageFiles(tuple(paths))
+    (node_captions,) = LLMAssistCaptionImage().caption(
+        captioner=[captioner], image_files=[files], instruction=["short"], custom_instruction=[""], max_new_tokens=[4],
+        num_beams=[1], do_sample=[False], temperature=[0.7], top_p=[0.9], seed=[0], batch_size=[3])
+    assert node_captions == got
+    with pytest.raises(ValueError, match="exactly one of image and image_files, got neither"):
+        LLMAssistCaptionImage().caption(captioner=[captioner], instruction=["short"], custom_instruction=[""],
+                                        max_new_tokens=[4], num_beams=[1], do_sample=[False], temperature=[0.7],
+                                        top_p=[0.9], seed=[0], batch_size=[3])

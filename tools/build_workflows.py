@@ -170,11 +170,13 @@ def dataset_captioning(g: Graph) -> None:
     g.note("## Dataset captioning\n\nCaption every image of a folder (`path`: absolute, or relative to ComfyUI's "
            "input folder; put your images in input/dataset) and write `<image>.txt` beside each image; the keyword "
            "tags go to output/dataset_tags. mode `skip existing` resumes an interrupted run.\n\n"
+           "Any number of photos: Load Image Folder decodes nothing (`load_images` off) and hands the `files` to "
+           "Caption Image, which reads `batch_size` images at a time, downscaled on load to `max_side` 1024 px.\n\n"
            f"**Models**: captioner `LLM/{CAPTIONER}` (ComfyUI/models).")
-    folder = g.add("LLMAssistLoadImageFolder", path="dataset")
+    folder = g.add("LLMAssistLoadImageFolder", path="dataset", max_side=1024, load_images=False)
     captioner = g.add("LLMAssistLoadCaptioner", model=CAPTIONER)
-    caption = g.add("LLMAssistCaptionImage", captioner=captioner, image=folder["images"], instruction="detailed",
-                    max_new_tokens=60, seed=SEED)
+    caption = g.add("LLMAssistCaptionImage", captioner=captioner, image_files=folder["files"],
+                    instruction="detailed", max_new_tokens=60, seed=SEED)
     keywords = g.add("LLMAssistExtractKeywords", caption=caption["caption"], top_k=12)
     captions = g.add("LLMAssistSaveCaptions", title="Save captions", captions=caption["caption"],
                      image_paths=folder["paths"])
