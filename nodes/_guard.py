@@ -67,16 +67,22 @@ def _default(kind, options: dict):
 
 
 def check_inputs(cls, kwargs: dict) -> dict:
-    """Check and convert every declared input in ``kwargs`` (lists element-wise on INPUT_IS_LIST nodes)."""
+    """Check and convert every declared input in ``kwargs`` (lists element-wise on INPUT_IS_LIST
+    nodes); a declared widget left out gets its INPUT_TYPES default."""
     declared = cls.INPUT_TYPES()
     is_list = getattr(cls, "INPUT_IS_LIST", False)
     out = dict(kwargs)
     for category in ("required", "optional"):
         for name, entry in (declared.get(category) or {}).items():
-            if name not in kwargs:
-                continue
             kind = entry[0]
             options = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
+            if name not in kwargs:
+                # INPUT_TYPES is the one table of defaults: a widget a Python caller leaves out gets
+                # its declared default, as the editor would send it (ComfyUI always sends them all)
+                default = _default(kind, options)
+                if default is not None:
+                    out[name] = [default] if is_list else default
+                continue
             value = kwargs[name]
             if is_list:
                 if not isinstance(value, list):

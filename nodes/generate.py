@@ -111,7 +111,7 @@ class LLMAssistLoadPipeline:
             },
         }
 
-    def load(self, model, scheduler, device, dtype, config="", tiny_vae="none", decode_with_tiny_vae=False,
+    def load(self, model, scheduler, device, dtype, config, tiny_vae="none", decode_with_tiny_vae=False,
              attention_slicing=False, vae_slicing=False, vae_tiling=False, channels_last=False, torch_compile=False,
              cpu_offload=False, step_cache_interval=0, allow_download=False, keep_loaded=True):
         from ..core.diffusion.loading import load_pipeline
