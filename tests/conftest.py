@@ -22,7 +22,14 @@ def tiny_models(tmp_path_factory):
 def serve(tmp_path_factory):
     """A real OpenAI-compatible server: `transformers serve` on 127.0.0.1 with a tiny vision-language
     model (tests/server_support.py), started once with a bounded start-up and killed at the end."""
+    import importlib.util
+
+    import transformers
     from server_support import TransformersServe, build_tiny_vlm
+
+    if importlib.util.find_spec("transformers.cli.serve") is None:  # e.g. the floor stack (4.46)
+        pytest.skip(f"transformers {transformers.__version__} has no `transformers serve` (5.x has): the tests "
+                    "against a real model server run on the pinned stack")
     from transformers.utils.import_utils import is_serve_available
 
     assert is_serve_available(), "transformers serve needs fastapi, uvicorn and openai (requirements-test.txt)"
