@@ -18,13 +18,9 @@ from . import host, owner
 
 log = logging.getLogger(__name__)
 
-DEVICES = ["auto", "cuda", "cpu", "mps"]
-DTYPES = ["auto", "fp32", "fp16", "bf16"]
-QUANTIZATIONS = ["none", "int8-dynamic (CPU)", "bnb-8bit (CUDA)", "bnb-4bit (CUDA)"]
-ATTENTIONS = ["auto", "sdpa", "eager", "flash_attention_2"]
+from .constants import ATTENTIONS, DEVICES, DTYPES, PICKLE_SUFFIXES, QUANTIZATIONS  # noqa: F401 - re-exported
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 @dataclass(frozen=True)

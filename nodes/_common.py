@@ -1,6 +1,8 @@
 """Small helpers shared by the node modules. Imports nothing heavy."""
 from __future__ import annotations
 
+from ..core.constants import ATTENTIONS, DEVICES, DIFFUSERS_SUBFOLDERS, DTYPES, PICKLE_SUFFIXES, QUANTIZATIONS
+
 CATEGORY_ROOT = "LLM Assist"
 NO_MODELS = "(no models found)"
 
@@ -8,10 +10,6 @@ NO_MODELS = "(no models found)"
 def category(stage: str) -> str:
     """``LLM Assist/<stage>``: loaders, describe, keywords, prompt, generate, evaluate, io."""
     return f"{CATEGORY_ROOT}/{stage}"
-
-
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # core.hf_loading.PICKLE_SUFFIXES (kept light here)
-DIFFUSERS_SUBFOLDERS = ("unet", "vae", "text_encoder", "text_encoder_2", "transformer")  # checked by the loader
 
 
 def loadable_models(kind: str, names: list[str], want: str = "dirs") -> list[str]:
@@ -66,8 +64,6 @@ def pick_model(name: str, repo_id: str, kind: str) -> str:
 
 def device_inputs() -> dict:
     """device / dtype / quantization / attention / trust / download / keep-loaded widgets."""
-    from ..core.hf_loading import ATTENTIONS, DEVICES, DTYPES, QUANTIZATIONS
-
     return {
         "device": (DEVICES, {"default": "auto", "tooltip": "Where the model runs. auto: ComfyUI's device (CUDA when present), else CPU."}),
         "dtype": (DTYPES, {"default": "auto", "tooltip": "Weight precision. auto: fp16/bf16 on CUDA, fp32 on CPU."}),

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import hf_loading, host, model_cache
+from ..constants import DIFFUSERS_SUBFOLDERS
 from ..model_cache import MODEL_CACHE, CacheKey
 from . import families
 from .schedulers import AS_SAVED, check_scheduler_name
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_EXTS = (".safetensors",) + hf_loading.PICKLE_SUFFIXES
 AUTO_CONFIG = "(auto: HF cache)"
 MODES = ("txt2img", "img2img", "inpaint")
-_SUBFOLDERS = ("unet", "vae", "text_encoder", "text_encoder_2", "transformer")
+_SUBFOLDERS = DIFFUSERS_SUBFOLDERS
 
 
 @dataclass(frozen=True, eq=False)
