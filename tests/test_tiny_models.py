@@ -56,8 +56,10 @@ def test_layout(tiny_models):
         assert (cache / "snapshots" / commit / "unet" / "config.json").is_file()
         assert not list((cache / "snapshots").rglob("*.safetensors")), "the cache holds configs only"
     assert "random-weight" in (tiny_models / "README.txt").read_text(encoding="utf-8").lower()
+    for name in tm.FAMILY_PARTS:  # one tiny pipeline per diffusion family (core/tiny_families.py)
+        assert (tiny_models / "diffusers" / name / "model_index.json").is_file(), name
     total = sum(p.stat().st_size for p in tiny_models.rglob("*") if p.is_file())
-    assert total < 40 * 2**20
+    assert total < 64 * 2**20
 
 
 def test_byte_identical_across_processes(tiny_models, tmp_path):

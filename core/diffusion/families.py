@@ -96,8 +96,11 @@ FAMILIES: dict[str, FamilySpec] = {s.name: s for s in (
                _ALL, {"txt2img": "ZImagePipeline", "img2img": "ZImageImg2ImgPipeline",
                       "inpaint": "ZImageInpaintPipeline"}, cfg_off=0.0),
     FamilySpec("chroma", "Chroma", "natural", (Encoder("tokenizer", "t5", 512),), 35, 5.0, "cfg", 16, (1024, 1024),
-               _ALL, {"txt2img": "ChromaPipeline", "img2img": "ChromaImg2ImgPipeline",
-                      "inpaint": "ChromaInpaintPipeline"}),
+               ("txt2img", "img2img"), {"txt2img": "ChromaPipeline", "img2img": "ChromaImg2ImgPipeline"},
+               # diffusers 0.42.1's ChromaInpaintPipeline reads transformer.config.guidance_embeds, which
+               # Chroma's transformer has not: it fails on every Chroma model, so Repair is refused.
+               load_for="FLUX.1 Fill, FLUX.1, Z-Image or Qwen-Image for inpainting (diffusers 0.42.1's Chroma "
+                        "inpaint pipeline fails on Chroma transformers)"),
     FamilySpec("sana", "Sana", "natural", (Encoder("tokenizer", "gemma", 300),), 20, 4.5, "cfg", 32, (1024, 1024),
                ("txt2img",), {"txt2img": "SanaPipeline"},
                load_for="an SDXL, FLUX.1, Qwen-Image or Z-Image pipeline"),

@@ -144,13 +144,18 @@ def resolve_defaults(handle, req: GenerateRequest) -> GenerateRequest:
 
 
 def _edits_whole_image(handle) -> bool:
-    """True when img2img is an editing model taking the image as a reference and inpaint has no own pipeline."""
-    if handle.route("img2img")[1] != "reference":
-        return False
+    """Edit with a mask: True when the pipeline has img2img but no inpaint mode (FLUX Kontext, FLUX.2,
+    Chroma): it redraws the whole image and the mask only pastes the unmasked pixels back."""
     try:
-        return handle.route("inpaint")[1] == "reference"
+        handle.route("inpaint")
+        return False
     except ValueError:
+        pass
+    try:
+        handle.route("img2img")
         return True
+    except ValueError:
+        return False
 
 
 def family_kwargs(handle, pipe, req: GenerateRequest, cfg: float, height: int, width: int) -> dict:
