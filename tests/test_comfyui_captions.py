@@ -138,3 +138,53 @@ def test_server_png_workflow_reproduces_the_set_values(cached_comfyui, tmp_path)
     object_info = _get(f"{url}/object_info")
     restored = to_api_prompt(workflow, object_info, server=True)
     assert {k: v["inputs"] for k, v in restored.items()} == {k: v["inputs"] for k, v in prompt.items()}
+
+
+def _slow_prompt(seed: int) -> dict:
+    """Three 63-px blurs of a 1024-px batch on CPU: seconds per node; ComfyUI checks for an
+    interrupt between nodes. ``seed`` (the colour) keeps it out of the output cache."""
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 2,
+                                                           "color": seed}}}
+    for i in (2, 3, 4):
+        prompt[str(i)] = {"class_type": "ImageBlur", "inputs": {"image": [str(i - 1), 0], "blur_radius": 31,
+                                                                 "sigma": 10.0}}
+    prompt["5"] = {"class_type": "PreviewImage", "inputs": {"images": ["4", 0]}}
+    return prompt
+
+
+def _wait_idle(url: str, seconds: float = 300) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        queue = _get(f"{url}/queue")
+        if not queue["queue_running"] and not queue["queue_pending"]:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the server is still busy: {queue}")
+
+
+def test_server_timeout_takes_the_prompt_off_a_real_server(cached_comfyui, tmp_path):
+    from llm_assist.runner.server import ServerError, run_on_server
+
+    url, _, _ = cached_comfyui
+    _wait_idle(url)
+    seed = int(time.time()) % 0xFFFFFF
+    # running: interrupted (only this prompt) when --timeout passes
+    with pytest.raises(ServerError, match="interrupted on the server"):
+        run_on_server(_slow_prompt(seed), url, output_dir=tmp_path, timeout=1.5, poll_interval=0.2)
+    _wait_idle(url)
+    history = _get(f"{url}/history")
+    entry = next(e for e in history.values() if e["prompt"][2]["1"]["inputs"]["color"] == seed)
+    kinds = [kind for kind, _ in entry["status"]["messages"]]
+    assert "execution_interrupted" in kinds and not entry["outputs"], kinds
+    # waiting behind another prompt: dequeued, never runs
+    blocker = json.dumps({"prompt": _slow_prompt(seed + 1), "client_id": uuid.uuid4().hex}).encode()
+    urllib.request.urlopen(urllib.request.Request(f"{url}/prompt", data=blocker,  # noqa: S310 - loopback
+                                                  headers={"Content-Type": "application/json"}), timeout=30).read()
+    with pytest.raises(ServerError, match="removed from the server's queue"):
+        run_on_server(_slow_prompt(seed + 2), url, output_dir=tmp_path, timeout=1.0, poll_interval=0.2)
+    queue = _get(f"{url}/queue")
+    assert all(item[2]["1"]["inputs"]["color"] != seed + 2 for item in queue["queue_pending"] + queue["queue_running"])
+    urllib.request.urlopen(urllib.request.Request(f"{url}/interrupt", data=b"{}", method="POST",  # noqa: S310
+                                                  headers={"Content-Type": "application/json"}), timeout=30).read()
+    _wait_idle(url)
+    assert not any(e["prompt"][2]["1"]["inputs"]["color"] == seed + 2 for e in _get(f"{url}/history").values())
