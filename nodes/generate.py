@@ -35,12 +35,12 @@ def _common_inputs(with_size: bool) -> dict:
         "pipeline": ("LLMA_PIPELINE", {"tooltip": "The pipeline from Load Diffusion Pipeline."}),
         "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
                          "tooltip": "Noise seed. Image i of a batch uses seed + i, so any image can be re-made alone."}),
-        "steps": ("INT", {"default": 20, "min": 1, "max": 200, "tooltip": "Denoising steps (img2img/inpaint run steps x strength of them)."}),
-        "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 30.0, "step": 0.1, "tooltip": "Classifier-free guidance scale; 1 or less switches the negative prompt off (LCM/turbo: 1-2)."}),
+        "steps": ("INT", {"default": 0, "min": 0, "max": 200, "tooltip": "Denoising steps (img2img/inpaint run steps x strength of them). 0 = the model family's default (SD 1.x 20, SDXL 25, FLUX.1 28, FLUX.2 Klein 4, Qwen-Image 50, Z-Image Turbo 9...)."}),
+        "cfg": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 30.0, "step": 0.1, "tooltip": "Guidance scale; -1 = the model family's default. SD/SDXL/SD3/Chroma/Sana: classifier-free guidance, 1 or less switches the negative prompt off (LCM/turbo: 1-2). FLUX.1/FLUX.2: distilled guidance (about 3.5; no negative prompt). Qwen-Image: true CFG scale (about 4). Z-Image: any value above 0 uses the negative prompt."}),
     }
     if with_size:
-        req["width"] = ("INT", {"default": 512, "min": 8, "max": 8192, "step": 8, "tooltip": "Image width in pixels, a multiple of 8."})
-        req["height"] = ("INT", {"default": 512, "min": 8, "max": 8192, "step": 8, "tooltip": "Image height in pixels, a multiple of 8."})
+        req["width"] = ("INT", {"default": 512, "min": 8, "max": 8192, "step": 8, "tooltip": "Image width in pixels: a multiple of 8 (SD 1.x/2.x/SDXL), 16 (SD3, FLUX, Qwen-Image, Z-Image, Chroma) or 32 (Sana)."})
+        req["height"] = ("INT", {"default": 512, "min": 8, "max": 8192, "step": 8, "tooltip": "Image height in pixels: a multiple of 8 (SD 1.x/2.x/SDXL), 16 (SD3, FLUX, Qwen-Image, Z-Image, Chroma) or 32 (Sana)."})
     req["batch_size"] = ("INT", {"default": 1, "min": 1, "max": 64, "tooltip": "Images per prompt (per input image for Enhance/Repair/Edit)."})
     opt = {
         "prompt": ("LLMA_PROMPT", {"tooltip": "Prompt spec from Build Prompt; its weighted terms override the text boxes when connected."}),
@@ -73,9 +73,13 @@ class _DrawNode:
 
 
 class LLMAssistLoadPipeline:
-    DESCRIPTION = ("Load a diffusers pipeline: a folder in models/diffusers (SD 1.x/2.x, SDXL, 9-channel inpaint, "
-                   "InstructPix2Pix...), or a .safetensors single file in models/checkpoints. Weights are cached: "
-                   "changing the scheduler or tiny VAE never reloads them.")
+    DESCRIPTION = ("Load a diffusers pipeline: a folder in models/diffusers of any text-to-image family diffusers "
+                   "supports (SD 1.x/2.x, SDXL, SD3/3.5, FLUX.1 with Fill/Kontext, FLUX.2/Klein, Qwen-Image(-Edit), "
+                   "Z-Image, Chroma, Sana; 9-channel inpaint, InstructPix2Pix), or a .safetensors single file in "
+                   "models/checkpoints (SD 1.x/SDXL whole files; FLUX/SD3/Qwen-Image/Z-Image transformer files "
+                   "need the model's diffusers folder in 'config'). Generate/Enhance/Repair/Edit then run the "
+                   "family's own pipelines with its defaults. Weights are cached: changing the scheduler or tiny VAE "
+                   "never reloads them.")
     RETURN_TYPES = ("LLMA_PIPELINE",)
     RETURN_NAMES = ("pipeline",)
     OUTPUT_TOOLTIPS = ("The loaded pipeline for Generate / Enhance / Repair / Edit.",)
@@ -96,7 +100,7 @@ class LLMAssistLoadPipeline:
                 "dtype": dev["dtype"],
             },
             "optional": {
-                "config": (_list("diffusers", AUTO_CONFIG), {"default": AUTO_CONFIG, "tooltip": "Single files only: a diffusers folder of the same model family to take the configs from (offline). auto: the HF cache (models/hf-cache/hub if present)."}),
+                "config": (_list("diffusers", AUTO_CONFIG), {"default": AUTO_CONFIG, "tooltip": "Single files only: a diffusers folder of the same model to take the configs (SD/SDXL) or the text encoders, VAE and configs (FLUX, SD3, Qwen-Image, Z-Image, Chroma, Sana: their files hold the transformer) from, offline. auto: the HF cache (models/hf-cache/hub if present), SD/SDXL only."}),
                 "tiny_vae": (_list("vae_approx", "none"), {"default": "none", "tooltip": "TAESD folder (models/vae_approx) for live previews in ComfyUI."}),
                 "decode_with_tiny_vae": ("BOOLEAN", {"default": False, "tooltip": "Decode final images with the tiny VAE too: much faster, lower quality."}),
                 "attention_slicing": ("BOOLEAN", {"default": False, "tooltip": "Less VRAM for attention, usually slower."}),
