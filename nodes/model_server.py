@@ -64,9 +64,11 @@ class LLMAssistConnectModelServer:
 
     @classmethod
     def IS_CHANGED(cls, temperature=0.0, **_):
-        # temperature 0 (seed fixed in its widget): cached like any node; otherwise always re-run
+        # deterministic (temperature 0, server_seed fixed in its widget): cached like any node; else always re-run
+        from ..core.model_server import ServerOptions
+
         try:
-            return "" if float(temperature) == 0.0 else float("nan")
+            return "" if ServerOptions(temperature=float(temperature)).deterministic else float("nan")
         except (TypeError, ValueError):
             return float("nan")
 
