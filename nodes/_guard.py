@@ -23,6 +23,7 @@ SOCKET_CLASSES = {
     "LLMA_FEATURES": ("Features",),
     "LLMA_KEYWORDS": ("Keywords",),
     "LLMA_PROMPT": ("PromptSpec",),
+    "LLMA_IMAGE_FILES": ("ImageFiles",),
     "IMAGE": ("Tensor",),
     "MASK": ("Tensor",),
 }
