@@ -155,6 +155,7 @@ def _load(source: str, options: hf_loading.LoadOptions, device, dtype, key) -> C
     from transformers.processing_utils import ProcessorMixin
 
     hf_loading.check_remote_code(source, options.trust_remote_code)
+    hf_loading.require_class("transformers", source)
     config = read_model_config(source, options)
     kind = detect_kind(config, source, options.trust_remote_code)
     kwargs = hf_loading.from_pretrained_kwargs(options, dtype, device)
@@ -252,9 +253,16 @@ def _model_inputs(captioner: Captioner, pil_images: list, instruction: str):
         bos = getattr(captioner.tokenizer, "bos_token", None)
         if bos and prompt.startswith(bos):  # the template already wrote BOS (as transformers does)
             extra["add_special_tokens"] = False
-        # every processor accepts a nested list (one list of images per prompt)
-        inputs = processor(text=[prompt] * len(pil_images), images=[[im] for im in pil_images],
-                           padding=True, return_tensors="pt", **extra)
+        # a nested list (one list of images per prompt) is what Idefics-style processors need and
+        # what current processors accept; transformers < 4.47 image processors want a flat list
+        try:
+            inputs = processor(text=[prompt] * len(pil_images), images=[[im] for im in pil_images],
+                               padding=True, return_tensors="pt", **extra)
+        except ValueError as exc:
+            if "Invalid image type" not in str(exc):
+                raise
+            inputs = processor(text=[prompt] * len(pil_images), images=list(pil_images),
+                               padding=True, return_tensors="pt", **extra)
         return inputs, instruction
     if instruction:
         return processor(images=pil_images, text=[instruction] * len(pil_images), padding=True,

@@ -7,6 +7,7 @@ quantization (torch dynamic int8 on CPU, bitsandbytes 8/4-bit on CUDA).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -42,6 +43,101 @@ class LoadOptions:
 
     def cache_options(self) -> tuple:
         return (("quantization", self.quantization), ("attention", self.attention), ("trust", self.trust_remote_code))
+
+
+# --- library versions: the proven floors and the shims across the range --------------------
+# The oldest releases the pack is tested on (requirements-floor.txt, ./dev.sh test-floor); keep
+# requirements.txt and pyproject.toml in step (tests/test_dependency_floors.py checks it).
+FLOORS = {
+    "transformers": "4.46.3",
+    "diffusers": "0.31.0",
+    "accelerate": "0.33.0",
+    "huggingface_hub": "0.25.0",
+    "tokenizers": "0.20.0",
+    "safetensors": "0.4.1",
+    "numpy": "1.24.4",
+    "pillow": "10.0.0",
+}
+# from_pretrained's dtype argument was called torch_dtype before these releases
+DTYPE_ARG_SINCE = {"transformers": "4.56.0", "diffusers": "0.40.0"}
+
+
+class DependencyTooOld(RuntimeError):
+    """An installed library is older than the pack's floor (FLOORS)."""
+
+
+@functools.lru_cache(maxsize=None)
+def installed_version(package: str) -> str | None:
+    """The installed distribution's version (read from its metadata, nothing imported), or None."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def version_at_least(package: str, wanted: str) -> bool:
+    from packaging.version import Version
+
+    found = installed_version(package)
+    return found is not None and Version(found) >= Version(wanted)
+
+
+def require_versions(*packages: str) -> None:
+    """Raise one clear DependencyTooOld naming the package, the version found and the one needed
+    when an installed library is older than FLOORS (e.g. a ComfyUI whose own pin allows
+    transformers 4.37); called by every loader before the library is used."""
+    from packaging.version import Version
+
+    for package in packages:
+        found, needed = installed_version(package), FLOORS[package]
+        if found is None:
+            raise DependencyTooOld(
+                f"LLM Assist needs {package}>={needed}, which is not installed: run "
+                f"'python -m pip install \"{package}>={needed}\"' with ComfyUI's Python, then restart ComfyUI")
+        if Version(found) < Version(needed):
+            raise DependencyTooOld(
+                f"LLM Assist needs {package}>={needed}, found {package} {found}: run "
+                f"'python -m pip install -U \"{package}>={needed}\"' with ComfyUI's Python, then restart ComfyUI")
+
+
+def saved_class_name(library: str, source: str) -> str:
+    """The class a local model folder was saved as: config.json ``architectures[0]`` (transformers)
+    or model_index.json ``_class_name`` (diffusers); "" when unknown (a repo id, custom code)."""
+    import json
+
+    path = Path(source)
+    name = "config.json" if library == "transformers" else "model_index.json"
+    try:
+        data = json.loads((path / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(data, dict) or "auto_map" in data:
+        return ""
+    found = data.get("architectures") or [""] if library == "transformers" else [data.get("_class_name") or ""]
+    return str(found[0]) if isinstance(found, list) and found else ""
+
+
+def require_class(library: str, source: str) -> None:
+    """A model folder whose class the installed release of ``library`` lacks (a model family newer
+    than it): one message naming the class, the release found and the fix, before loading."""
+    import importlib
+
+    class_name = saved_class_name(library, source)
+    if not class_name or hasattr(importlib.import_module(library), class_name):
+        return
+    raise DependencyTooOld(
+        f"{Path(source).name} is a {class_name} model, which {library} {installed_version(library)} does not have "
+        f"(a newer model family): run 'python -m pip install -U {library}' with ComfyUI's Python and restart "
+        "ComfyUI, or pick another model")
+
+
+def dtype_kwarg(library: str, dtype) -> dict:
+    """``{"dtype": dtype}`` for from_pretrained / from_single_file where ``library`` takes it
+    (transformers >= 4.56, diffusers >= 0.40), ``{"torch_dtype": dtype}`` on older releases."""
+    name = "dtype" if version_at_least(library, DTYPE_ARG_SINCE[library]) else "torch_dtype"
+    return {name: dtype}
 
 
 def hub_offline() -> bool:
@@ -194,6 +290,7 @@ def plan_load(cache_kind: str, source: str, options: LoadOptions):
     """``(device, dtype, cache key)`` for loading ``source`` under ``options``."""
     from .model_cache import CacheKey
 
+    require_versions("transformers", "tokenizers", "huggingface_hub", "safetensors")
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
     return device, dtype, CacheKey(cache_kind, str(source), dtype_name(dtype), str(device), options.cache_options())
@@ -208,7 +305,7 @@ def _has_flash_attn(device) -> bool:
 def from_pretrained_kwargs(options: LoadOptions, dtype, device) -> dict:
     """Keyword arguments for transformers ``from_pretrained`` under the pack's policy."""
     kwargs = {
-        "dtype": dtype,
+        **dtype_kwarg("transformers", dtype),
         "trust_remote_code": bool(options.trust_remote_code),
         "local_files_only": not options.allow_download or hub_offline(),
         "use_safetensors": True,
@@ -278,6 +375,7 @@ def from_pretrained_pair(model_class, companion_class, source: str, options: Loa
     """Weights and their tokenizer / processor under the pack's policy: remote code checked,
     safetensors only, offline unless allowed, library errors turned into clear messages."""
     check_remote_code(source, options.trust_remote_code)
+    require_class("transformers", source)
     kwargs = from_pretrained_kwargs(options, dtype, device)
     try:
         model = model_class.from_pretrained(source, **kwargs)

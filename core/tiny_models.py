@@ -136,12 +136,31 @@ def _bpe_vocab(merges, specials, suffix: str = "") -> dict[str, int]:
     return vocab
 
 
+def make_tokenizer(cls, vocab: dict[str, int], merges, **kwargs):
+    """``cls`` built from a vocabulary (and BPE merges): transformers 5 takes them directly,
+    transformers 4.x reads them from files (``vocab_file`` / ``merges_file``), written here to a
+    temporary folder and read once."""
+    import inspect
+    import tempfile
+
+    if "vocab_file" not in inspect.signature(cls.__init__).parameters:
+        return cls(vocab=vocab, **({} if merges is None else {"merges": list(merges)}), **kwargs)
+    with tempfile.TemporaryDirectory() as tmp:
+        if merges is None:  # WordPiece: one token per line, in id order
+            vocab_file = Path(tmp, "vocab.txt")
+            vocab_file.write_text("\n".join(sorted(vocab, key=vocab.get)) + "\n", encoding="utf-8")
+            return cls(str(vocab_file), **kwargs)
+        vocab_file, merges_file = Path(tmp, "vocab.json"), Path(tmp, "merges.txt")
+        vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        merges_file.write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8")
+        return cls(str(vocab_file), str(merges_file), **kwargs)
+
+
 def gpt2_tokenizer():
     from transformers import GPT2Tokenizer
 
     merges = list(_train_merges(340))
-    return GPT2Tokenizer(vocab=_bpe_vocab(merges, ["<|endoftext|>"]), merges=merges,
-                         model_max_length=64)
+    return make_tokenizer(GPT2Tokenizer, _bpe_vocab(merges, ["<|endoftext|>"]), merges, model_max_length=64)
 
 
 def qwen2_tokenizer():
@@ -149,9 +168,8 @@ def qwen2_tokenizer():
 
     merges = list(_train_merges(340))
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tok = Qwen2Tokenizer(vocab=_bpe_vocab(merges, specials), merges=merges, model_max_length=256,
-                         eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                         additional_special_tokens=specials[1:])
+    tok = make_tokenizer(Qwen2Tokenizer, _bpe_vocab(merges, specials), merges, model_max_length=256,
+                     eos_token="<|im_end|>", pad_token="<|endoftext|>", additional_special_tokens=specials[1:])
     tok.chat_template = CHATML
     return tok
 
@@ -161,7 +179,7 @@ def clip_tokenizer():
 
     merges = list(_train_merges(400, clip=True))
     vocab = _bpe_vocab(merges, ["<|startoftext|>", "<|endoftext|>"], suffix="</w>")
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    return make_tokenizer(CLIPTokenizer, vocab, merges, model_max_length=77)
 
 
 def bert_tokenizer():
@@ -176,12 +194,15 @@ def bert_tokenizer():
                     "".join(c if c.isalnum() else " " for c in line.lower()).split())
     frequent = [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1]
     tokens = specials + list(chars) + ["##" + c for c in chars] + frequent[:300]
-    return BertTokenizer(vocab={t: i for i, t in enumerate(dict.fromkeys(tokens))},
-                         bos_token="[DEC]", model_max_length=64)
+    return make_tokenizer(BertTokenizer, {t: i for i, t in enumerate(dict.fromkeys(tokens))}, None,
+                      bos_token="[DEC]", model_max_length=64)
 
 
 def write_classic_bpe_files(tok, folder: Path) -> None:
     """Also write vocab.json + merges.txt (what hub SD repos ship; transformers 4.x needs them)."""
+    if not hasattr(tok, "backend_tokenizer"):  # transformers 4.x slow tokenizer: it has them already
+        tok.save_vocabulary(str(folder))
+        return
     model = json.loads(tok.backend_tokenizer.to_str())["model"]
     vocab = dict(sorted(model["vocab"].items(), key=lambda kv: kv[1]))
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")

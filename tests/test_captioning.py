@@ -33,8 +33,8 @@ def build_tiny_llava(folder):
 
     merges = list(tm._train_merges(600))
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"]
-    tok = Qwen2Tokenizer(vocab=tm._bpe_vocab(merges, specials), merges=merges, model_max_length=512,
-                         eos_token="<|im_end|>", pad_token="<|endoftext|>", additional_special_tokens=specials[1:])
+    tok = tm.make_tokenizer(Qwen2Tokenizer, tm._bpe_vocab(merges, specials), merges, model_max_length=512,
+                            eos_token="<|im_end|>", pad_token="<|endoftext|>", additional_special_tokens=specials[1:])
     config = LlavaConfig(
         vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=37, num_hidden_layers=2,
                            num_attention_heads=4, image_size=32, patch_size=8, projection_dim=16),
@@ -42,6 +42,7 @@ def build_tiny_llava(folder):
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                          bos_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
         image_token_id=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
+        image_token_index=tok.convert_tokens_to_ids("<image>"), image_seq_length=16,  # read by transformers < 4.48
         vision_feature_select_strategy="default")
     torch.manual_seed(5)
     model = LlavaForConditionalGeneration(config).eval()

@@ -39,11 +39,13 @@ def sentence_model(tiny_models, models_root):
     """A tiny BERT sentence-embedding folder in models/text_encoders (random weights)."""
     from transformers import BertConfig, BertModel, BertTokenizer
 
+    from llm_assist.core.tiny_models import make_tokenizer
+
     folder = tiny_models / "text_encoders" / "tiny-bert"
     if not (folder / "config.json").exists():
         words = sorted(set("a black dog running snow red balls two the with is through barn deep near".split()))
         vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words)}
-        tok = BertTokenizer(vocab=vocab, model_max_length=64)
+        tok = make_tokenizer(BertTokenizer, vocab, None, model_max_length=64)  # transformers 4.x and 5
         import torch
 
         torch.manual_seed(0)

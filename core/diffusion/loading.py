@@ -242,7 +242,7 @@ def _load_single_file(path: str, config: str, dtype, local_only: bool):
     sdxl, inpaint = _checkpoint_info(Path(path))
     cls_name = ("StableDiffusionXL" if sdxl else "StableDiffusion") + ("InpaintPipeline" if inpaint else "Pipeline")
     cls = getattr(diffusers, cls_name)
-    kwargs: dict = {"torch_dtype": dtype, "local_files_only": local_only}
+    kwargs: dict = {**hf_loading.dtype_kwarg("diffusers", dtype), "local_files_only": local_only}
     if config and config != AUTO_CONFIG:
         kwargs["config"] = str(host.resolve_model("diffusers", config))
     else:
@@ -272,9 +272,10 @@ def _loader(kind: str, source: str, config: str, options, speed: SpeedOptions, d
         if kind == "single_file":
             pipe = _load_single_file(source, config, dtype, local_only)
         else:
+            hf_loading.require_class("diffusers", source)
             try:
                 pipe = diffusers.DiffusionPipeline.from_pretrained(
-                    source, dtype=dtype, local_files_only=local_only, use_safetensors=True
+                    source, **hf_loading.dtype_kwarg("diffusers", dtype), local_files_only=local_only, use_safetensors=True
                 )
             except Exception as exc:  # noqa: BLE001 - translated below
                 raise hf_loading.translate_load_error(exc, source) from exc
@@ -291,6 +292,7 @@ def _loader(kind: str, source: str, config: str, options, speed: SpeedOptions, d
 def load_tiny_vae(name: str, device, dtype, keep_loaded: bool = True):
     """AutoencoderTiny (TAESD) from models/vae_approx, cached."""
 
+    hf_loading.require_versions("diffusers")
     path = host.resolve_model("vae_approx", name)
     hf_loading.check_safe_folder(path)
     key = CacheKey("tiny_vae", str(path), hf_loading.dtype_name(dtype), str(device))
@@ -298,7 +300,8 @@ def load_tiny_vae(name: str, device, dtype, keep_loaded: bool = True):
     def load():
         from diffusers import AutoencoderTiny
 
-        return AutoencoderTiny.from_pretrained(str(path), dtype=dtype, use_safetensors=True).to(device).eval()
+        return AutoencoderTiny.from_pretrained(
+            str(path), **hf_loading.dtype_kwarg("diffusers", dtype), use_safetensors=True).to(device).eval()
 
     return MODEL_CACHE.get_or_load(key, load, keep_loaded=keep_loaded, offload=lambda v: v.to("cpu"))
 
@@ -314,6 +317,7 @@ def load_pipeline(
     tiny_vae_decode: bool = False,
 ) -> PipelineHandle:
     """Load (or fetch from the cache) a pipeline and wrap it in a handle."""
+    hf_loading.require_versions("diffusers", "transformers", "accelerate", "huggingface_hub", "safetensors")
     options = options or hf_loading.LoadOptions()
     speed = speed or SpeedOptions()
     check_scheduler_name(scheduler)
