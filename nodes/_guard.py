@@ -11,6 +11,7 @@ INT 64.0 -> 64, STRING 5 -> "5"). Imports nothing heavy.
 from __future__ import annotations
 
 import functools
+import inspect
 
 from ..core import input_rules
 
@@ -62,9 +63,10 @@ def check_value(name: str, kind, options: dict, value):
 
 
 def _default(kind, options: dict):
-    """What the UI sends for an optional widget left alone (its default); None for a socket."""
+    """What the UI sends for an optional widget left alone (its default); None for a socket,
+    including a forceInput value (the editor draws it as a socket and sends nothing unconnected)."""
     widget = isinstance(kind, (list, tuple)) or kind in ("INT", "FLOAT", "BOOLEAN", "STRING")
-    return options.get("default") if widget else None
+    return options.get("default") if widget and not options.get("forceInput") else None
 
 
 def check_inputs(cls, kwargs: dict) -> dict:
@@ -108,10 +110,16 @@ def guard(cls):
     if getattr(method, "__llma_guarded__", False):
         return cls
 
+    names = [p.name for p in inspect.signature(method).parameters.values()
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]  # without self
+
     @functools.wraps(method)
     def checked(self, *args, **kwargs):
+        if len(args) > len(names):
+            raise TypeError(f"{cls.__name__}.{cls.FUNCTION}() takes {len(names)} inputs, got {len(args)} positional values")
+        given = {**dict(zip(names, args)), **kwargs}  # positional values are checked like keywords
         try:
-            return method(self, *args, **check_inputs(type(self), kwargs))
+            return method(self, **check_inputs(type(self), given))
         finally:
             from ..core import model_cache  # light: no torch
 

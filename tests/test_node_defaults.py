@@ -13,7 +13,7 @@ def _widget_defaults(cls):
     for category in ("required", "optional"):
         for name, entry in (cls.INPUT_TYPES().get(category) or {}).items():
             options = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
-            if "default" in options:
+            if "default" in options and not options.get("forceInput"):  # forceInput: a socket in the editor
                 out[name] = options["default"]
     return out
 
