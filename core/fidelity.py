@@ -21,6 +21,7 @@ share of each keyword's stems that the other side covers.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 STOP_WORDS = frozenset(
     "a an the and or but nor of in on at to for from by with without into onto over under "
@@ -96,7 +97,28 @@ def _coverage(texts: list[str], other: dict[str, str]) -> list[dict]:
     return rows
 
 
-def keyword_fidelity(source, caption) -> dict:
+@dataclass(frozen=True)
+class FidelityResult:
+    precision: float
+    recall: float
+    f1: float
+    matched: tuple[str, ...]
+    missing: tuple[str, ...]
+    extra: tuple[str, ...]
+    source_keywords: tuple[dict, ...]  # {"keyword", "covered"} per source keyword
+    caption_keywords: tuple[dict, ...]
+
+    def as_dict(self) -> dict:
+        return {
+            "metric": "keyword_fidelity", "precision": self.precision, "recall": self.recall, "f1": self.f1,
+            "matched": list(self.matched), "missing": list(self.missing), "extra": list(self.extra),
+            "source_keywords": list(self.source_keywords), "caption_keywords": list(self.caption_keywords),
+            "notes": ["matching on content-word stems pooled per side (lowercase, no punctuation or stop "
+                      "words, light suffix stemmer); matched/missing/extra show each stem's first word"],
+        }
+
+
+def keyword_fidelity(source, caption) -> FidelityResult:
     """Precision / recall / F1 of ``caption`` keywords against ``source`` keywords (Keywords,
     lists of strings, or comma-separated text)."""
     src_texts, cap_texts = _texts(source), _texts(caption)
@@ -108,12 +130,10 @@ def keyword_fidelity(source, caption) -> dict:
         precision = len(matched) / len(cap) if cap else 0.0
         recall = len(matched) / len(src) if src else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
-        "metric": "keyword_fidelity", "precision": precision, "recall": recall, "f1": f1,
-        "matched": [src[s] for s in matched],
-        "missing": [src[s] for s in src if s not in cap],
-        "extra": [cap[s] for s in cap if s not in src],
-        "source_keywords": _coverage(src_texts, cap), "caption_keywords": _coverage(cap_texts, src),
-        "notes": ["matching on content-word stems pooled per side (lowercase, no punctuation or stop "
-                  "words, light suffix stemmer); matched/missing/extra show each stem's first word"],
-    }
+    return FidelityResult(
+        precision=precision, recall=recall, f1=f1,
+        matched=tuple(src[s] for s in matched),
+        missing=tuple(src[s] for s in src if s not in cap),
+        extra=tuple(cap[s] for s in cap if s not in src),
+        source_keywords=tuple(_coverage(src_texts, cap)), caption_keywords=tuple(_coverage(cap_texts, src)),
+    )

@@ -123,6 +123,29 @@ def build_report(metrics: dict[str, list], *, seed=None, notes: str = "", models
     return report
 
 
+def label_slots(slots: list, labels: str) -> dict[str, list]:
+    """Metrics Report's slots under their names: ``slots[i]`` (None = unconnected, a value or a
+    list of values) is named by the i-th comma-separated label, else ``metrics_<i+1>``; a label
+    used twice gets ``_<slot>`` appended so no value is lost."""
+    names = [n.strip() for n in str(labels or "").split(",")]
+    gathered: dict[str, list] = {}
+    for i, values in enumerate(slots):
+        if values is None:
+            continue
+        label = names[i] if i < len(names) and names[i] else f"metrics_{i + 1}"
+        gathered[label if label not in gathered else f"{label}_{i + 1}"] = values if isinstance(values, list) else [values]
+    return gathered
+
+
+def metrics_report(slots: list, *, labels: str = "", seeds=(), notes: str = "", models: dict | None = None) -> str:
+    """The Metrics Report node's JSON text (see label_slots and build_report)."""
+    seeds = [s for s in seeds if s is not None]
+    names = [n.strip() for n in str(labels or "").split(",") if n.strip()]
+    return to_json(build_report(label_slots(slots, labels), seed=seeds[0] if len(seeds) == 1 else (seeds or None),
+                                notes=notes, models={k: describe_handle(v) for k, v in (models or {}).items()},
+                                settings={"labels": names}))
+
+
 def to_json(report: Any) -> str:
     """Strict, sorted, indented JSON text."""
     return json.dumps(json_safe(report), sort_keys=True, indent=2, allow_nan=False, ensure_ascii=False)

@@ -28,11 +28,12 @@ def _tip(text: str, **options) -> dict:
     return {"tooltip": text, **options}
 
 
-def _first(value, default=None):
-    """The first element of an INPUT_IS_LIST input (or the value itself)."""
+def _first(value):
+    """The first element of an INPUT_IS_LIST input (or the value itself); None for an empty list.
+    Defaults come from INPUT_TYPES (nodes/_guard.py fills them), not from here."""
     if isinstance(value, list):
-        return value[0] if value else default
-    return default if value is None else value
+        return value[0] if value else None
+    return value
 
 
 def _json(data) -> str:
@@ -118,12 +119,12 @@ class Diversity:
         }
 
     def measure(self, images, features=None, pixel_bandwidth=None):
-        from ..core.metrics import concat_features, concat_images, diversity
+        from ..core.batch_metrics import diversity
+        from ..core.metrics import concat_features, concat_images
 
-        batch = concat_images(images, "images")
-        out = diversity(batch, concat_features(features), float(0.1 if _first(pixel_bandwidth) is None else _first(pixel_bandwidth)))
-        return (out["feature_vendi"], out["mean_cosine_distance"], out["pixel_vendi"], out["mean_pixel_rmse"],
-                out["histogram_entropy_bits"], _json(out))
+        out = diversity(concat_images(images, "images"), concat_features(features), float(_first(pixel_bandwidth)))
+        return (out.feature_vendi, out.mean_cosine_distance, out.pixel_vendi, out.mean_pixel_rmse,
+                out.histogram_entropy_bits, _json(out.as_dict()))
 
 
 class Stability:
@@ -159,12 +160,12 @@ class Stability:
         }
 
     def measure(self, image_a, image_b, tolerance=None, features=None):
-        from ..core.metrics import concat_features, concat_images, stability
+        from ..core.batch_metrics import stability
+        from ..core.metrics import concat_features, concat_images
 
         out = stability(concat_images(image_a, "image_a"), concat_images(image_b, "image_b"),
-                        float(_first(tolerance, 0.0)), concat_features(features))
-        return (out["max_abs_diff"], out["mean_abs_diff"], bool(out["identical"]), out["feature_variance"],
-                _json(out))
+                        float(_first(tolerance)), concat_features(features))
+        return (out.max_abs_diff, out.mean_abs_diff, out.identical, out.feature_variance, _json(out.as_dict()))
 
 
 class CLIPScore:
@@ -190,17 +191,11 @@ class CLIPScore:
         }
 
     def score(self, image_encoder, image, text):
-        from ..core.metrics import clip_scores, concat_images
+        from ..core.batch_metrics import clip_score
+        from ..core.metrics import concat_images
 
-        encoder = _first(image_encoder)
-        batch = concat_images(image, "image")
-        texts = [str(t) for t in (text if isinstance(text, list) else [text])]
-        scores = clip_scores(encoder, batch, texts)
-        texts = texts * len(scores) if len(texts) == 1 else texts
-        mean = sum(scores) / len(scores)
-        report = {"metric": "clip_score", "model": str(getattr(encoder, "name", "")), "mean": mean,
-                  "images": [{"index": i, "score": s, "text": t} for i, (s, t) in enumerate(zip(scores, texts))]}
-        return (mean, _json(report))
+        out = clip_score(_first(image_encoder), concat_images(image, "image"), text if isinstance(text, list) else [text])
+        return (out.mean, _json(out.as_dict()))
 
 
 class KeywordFidelity:
@@ -232,7 +227,7 @@ class KeywordFidelity:
         from ..core.fidelity import keyword_fidelity
 
         out = keyword_fidelity(source_keywords, caption_keywords)
-        return (out["precision"], out["recall"], out["f1"], _json(out))
+        return (out.precision, out.recall, out.f1, _json(out.as_dict()))
 
 
 class MetricsReport:
@@ -272,26 +267,13 @@ class MetricsReport:
     def report(self, metrics_1=None, metrics_2=None, metrics_3=None, metrics_4=None, metrics_5=None,
                metrics_6=None, labels=None, seed=None, notes=None, pipeline=None, captioner=None,
                image_encoder=None):
-        from ..core.report import build_report, describe_handle, to_json
+        from ..core.report import metrics_report
 
-        metrics = {"metrics_1": metrics_1, "metrics_2": metrics_2, "metrics_3": metrics_3,
-                   "metrics_4": metrics_4, "metrics_5": metrics_5, "metrics_6": metrics_6}
-
-        names = [n.strip() for n in str(_first(labels, "") or "").split(",")]
-        gathered = {}
-        for i in range(1, METRIC_SLOTS + 1):
-            values = metrics.get(f"metrics_{i}")
-            if values is None:
-                continue
-            label = names[i - 1] if i - 1 < len(names) and names[i - 1] else f"metrics_{i}"
-            gathered[label if label not in gathered else f"{label}_{i}"] = (
-                values if isinstance(values, list) else [values])
-        seeds = [s for s in (seed if isinstance(seed, list) else [seed]) if s is not None]
-        models = {"pipeline": describe_handle(_first(pipeline)), "captioner": describe_handle(_first(captioner)),
-                  "image_encoder": describe_handle(_first(image_encoder))}
-        text = to_json(build_report(gathered, seed=seeds[0] if len(seeds) == 1 else (seeds or None),
-                                    notes=str(_first(notes, "") or ""), models=models,
-                                    settings={"labels": [n for n in names if n]}))
+        text = metrics_report([metrics_1, metrics_2, metrics_3, metrics_4, metrics_5, metrics_6],
+                              labels=_first(labels) or "", seeds=seed if isinstance(seed, list) else [seed],
+                              notes=str(_first(notes) or ""),
+                              models={"pipeline": _first(pipeline), "captioner": _first(captioner),
+                                      "image_encoder": _first(image_encoder)})
         return {"ui": {"text": [text]}, "result": (text,)}
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from llm_assist.core import metrics
+from llm_assist.core import batch_metrics, metrics
 from llm_assist.core.fidelity import keyword_fidelity, stem
 from llm_assist.core.report import build_report, json_safe, summarise, to_json
 
@@ -129,29 +129,29 @@ def test_vendi_identical_orthogonal_between():
 
 def test_pixel_diversity():
     flat = torch.stack([torch.full((48, 48, 3), v) for v in (0.0, 0.5, 1.0)])
-    out = metrics.diversity(flat)
-    assert out["pixel_vendi"] == pytest.approx(3.0, abs=1e-3)
-    assert out["mean_pixel_rmse"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
-    assert out["histogram_entropy_bits"] == pytest.approx(math.log2(3))
-    assert out["per_image_histogram_entropy_bits"] == [0.0, 0.0, 0.0]
-    assert out["feature_vendi"] == 0.0 and any("no features" in n for n in out["notes"])
-    same = metrics.diversity(flat[1:2].repeat(3, 1, 1, 1))
-    assert same["pixel_vendi"] == pytest.approx(1.0, abs=1e-9) and same["mean_pixel_rmse"] == 0.0
+    out = batch_metrics.diversity(flat)
+    assert out.pixel_vendi == pytest.approx(3.0, abs=1e-3)
+    assert out.mean_pixel_rmse == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+    assert out.histogram_entropy_bits == pytest.approx(math.log2(3))
+    assert out.per_image_histogram_entropy_bits == (0.0, 0.0, 0.0)
+    assert out.feature_vendi == 0.0 and any("no features" in n for n in out.notes)
+    same = batch_metrics.diversity(flat[1:2].repeat(3, 1, 1, 1))
+    assert same.pixel_vendi == pytest.approx(1.0, abs=1e-9) and same.mean_pixel_rmse == 0.0
     noise = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0))
-    assert metrics.diversity(noise)["histogram_entropy_bits"] > 8.5
+    assert batch_metrics.diversity(noise).histogram_entropy_bits > 8.5
 
 
 def test_stability():
     a, b = _pair(2, 16, 16)
-    same = metrics.stability(a, a.clone())
-    assert same["identical"] and same["max_abs_diff"] == 0.0
-    diff = metrics.stability(a, b, tolerance=0.0)
-    assert not diff["identical"] and diff["max_abs_diff"] == pytest.approx(float((a - b).abs().max()))
-    assert metrics.stability(a, b, tolerance=1.0)["identical"]
+    same = batch_metrics.stability(a, a.clone())
+    assert same.identical and same.max_abs_diff == 0.0
+    diff = batch_metrics.stability(a, b, tolerance=0.0)
+    assert not diff.identical and diff.max_abs_diff == pytest.approx(float((a - b).abs().max()))
+    assert batch_metrics.stability(a, b, tolerance=1.0).identical
     feats = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    assert metrics.stability(a, a, features=feats)["feature_variance"] == pytest.approx(0.25)
+    assert batch_metrics.stability(a, a, features=feats).feature_variance == pytest.approx(0.25)
     with pytest.raises(ValueError, match="tolerance"):
-        metrics.stability(a, a, tolerance=-1)
+        batch_metrics.stability(a, a, tolerance=-1)
 
 
 def test_stemmer():
@@ -164,14 +164,14 @@ def test_stemmer():
 
 def test_keyword_fidelity_hand_examples():
     out = keyword_fidelity(["black dog", "snow"], ["dog", "white snow", "ball"])
-    assert out["precision"] == pytest.approx(2 / 4) and out["recall"] == pytest.approx(2 / 3)
-    assert out["f1"] == pytest.approx(4 / 7)
-    assert out["matched"] == ["dog", "snow"] and out["missing"] == ["black"] and out["extra"] == ["white", "ball"]
+    assert out.precision == pytest.approx(2 / 4) and out.recall == pytest.approx(2 / 3)
+    assert out.f1 == pytest.approx(4 / 7)
+    assert out.matched == ("dog", "snow") and out.missing == ("black",) and out.extra == ("white", "ball")
     perfect = keyword_fidelity(["Dogs running!", "the snow"], ["dog runs", "snow"])
-    assert perfect["precision"] == perfect["recall"] == perfect["f1"] == 1.0
+    assert perfect.precision == perfect.recall == perfect.f1 == 1.0
     none = keyword_fidelity(["cat"], ["car"])
-    assert none["f1"] == 0.0 and none["missing"] == ["cat"]
-    assert keyword_fidelity([], [])["f1"] == 1.0 and keyword_fidelity(["cat"], [])["recall"] == 0.0
+    assert none.f1 == 0.0 and none.missing == ("cat",)
+    assert keyword_fidelity([], []).f1 == 1.0 and keyword_fidelity(["cat"], []).recall == 0.0
 
 
 def test_report_json_is_strict_and_deterministic():
