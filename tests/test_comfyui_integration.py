@@ -593,3 +593,49 @@ def test_image_files_caption_a_folder_in_bounded_memory_in_comfyui(comfyui):
     entry = _wait_history(url, _queue(url, prompt))
     assert entry["status"].get("status_str") == "error"
     assert "load_images is off but node(s) 5 read the images output" in json.dumps(entry["status"])
+
+
+# ---------------------------------------------------------------- diffusion families (issue 12)
+def test_load_pipeline_and_generate_for_every_tiny_family_in_comfyui(comfyui):
+    """Load Diffusion Pipeline + Generate (64 px, 2 steps) on each family's tiny pipeline, one prompt."""
+    from llm_assist.core.tiny_models import FAMILY_PARTS
+
+    url, log_path = comfyui
+    prompt = {}
+    for i, name in enumerate(FAMILY_PARTS):
+        load, gen, show = str(3 * i + 1), str(3 * i + 2), str(3 * i + 3)
+        prompt[load] = _with_defaults("LLMAssistLoadPipeline", model=name, device="cpu", dtype="fp32")
+        prompt[gen] = _with_defaults("LLMAssistGenerate", pipeline=[load, 0], seed=i, steps=2, cfg=2.0, width=64,
+                                     height=64, positive="a photo of a cat on a table")
+        prompt[show] = {"class_type": "PreviewImage", "inputs": {"images": [gen, 0]}}
+    entry = _wait_history(url, _queue(url, prompt), timeout=900)
+    status = entry["status"]
+    assert status.get("status_str") == "success", (status.get("messages"), log_path.read_text()[-3000:])
+    for i, name in enumerate(FAMILY_PARTS):
+        images = entry["outputs"].get(str(3 * i + 3), {}).get("images")
+        assert images, f"{name}: no image in ComfyUI's history"
+
+
+def test_compare_images_in_comfyui_equals_scikit_image(comfyui):
+    """Compare Images (strip-wise MSE / PSNR / SSIM) inside ComfyUI on two LoadImage outputs: the report
+    equals scikit-image on the same pixels."""
+    import numpy as np
+    from PIL import Image
+    from skimage.metrics import mean_squared_error, structural_similarity
+
+    url, log_path = comfyui
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "example_mask.png"}},
+        "3": _with_defaults("LLMAssistCompareImages", image_a=["1", 0], image_b=["2", 0]),
+        "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 3]}},
+    }
+    entry = _wait_history(url, _queue(url, prompt))
+    assert entry["status"].get("status_str") == "success", entry["status"]
+    report = json.loads(entry["outputs"]["4"]["text"][0])
+    pixels = [np.asarray(Image.open(log_path.parent / "input" / n).convert("RGB"), dtype=np.float64) / 255.0
+              for n in ("example.png", "example_mask.png")]
+    expected = structural_similarity(*pixels, data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False)
+    assert abs(report["images"][0]["ssim"] - expected) < 1e-6  # ComfyUI's float32 pixels vs float64 here
+    assert abs(report["images"][0]["mse"] - mean_squared_error(*pixels)) < 1e-6
