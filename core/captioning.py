@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import faults, hf_loading, host
+from .constants import CAPTION_PRESETS
 from .context_limits import clamp_new_tokens
 from . import model_cache
 from .model_cache import MODEL_CACHE
@@ -39,7 +40,7 @@ from .text_generation import clean_generated_text, make_stopping_criteria, sampl
 
 log = logging.getLogger(__name__)
 
-PRESETS = ["short", "detailed", "tags", "custom"]
+PRESETS = CAPTION_PRESETS
 INSTRUCTIONS = {
     "short": "Describe this image in one short sentence.",
     "detailed": "Describe this image in detail: the subject, the setting, colours, lighting, style and composition.",

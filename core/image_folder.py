@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import host
+from .constants import CAPTION_MODES, FOLDER_SORTS
 from .safe_files import TEMP_SUFFIX, atomic_write_text, check_target_file, os_problem  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-SORTS = ["name", "natural", "mtime"]
-MODES = ["skip existing", "overwrite", "append"]
+SORTS = FOLDER_SORTS
+MODES = CAPTION_MODES
 CLI_MODES = {"skip": "skip existing", "overwrite": "overwrite", "append": "append"}
 
 

@@ -76,11 +76,6 @@ def from_pil(images):
     return torch.from_numpy(np.stack(arrays))
 
 
-def to_nchw(image):
-    """IMAGE [B,H,W,3] -> [B,3,H,W] float in 0..1."""
-    return check_image(image).permute(0, 3, 1, 2).contiguous()
-
-
 def from_nchw(tensor):
     """[B,3,H,W] in 0..1 -> IMAGE [B,H,W,3] float32 on the CPU."""
     return tensor.detach().float().cpu().clamp(0, 1).permute(0, 2, 3, 1).contiguous()

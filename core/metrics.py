@@ -20,7 +20,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-REGIONS = ("whole image", "inside mask", "outside mask")
+from .constants import COMPARE_REGIONS
+
+REGIONS = tuple(COMPARE_REGIONS)
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5
 SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)  # 5, as scipy.ndimage computes it

@@ -7,6 +7,14 @@ CATEGORY_ROOT = "LLM Assist"
 NO_MODELS = "(no models found)"
 
 
+def first(value):
+    """The first element of an INPUT_IS_LIST input (or the value itself); None for an empty list.
+    Defaults come from INPUT_TYPES (nodes/_guard.py fills them in), never from here."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
 def category(stage: str) -> str:
     """``LLM Assist/<stage>``: loaders, describe, keywords, prompt, generate, evaluate, io."""
     return f"{CATEGORY_ROOT}/{stage}"

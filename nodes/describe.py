@@ -1,17 +1,10 @@
 """Describe stage: Load Captioner, Caption Image, Load Image Encoder, Encode Image."""
 from __future__ import annotations
 
-from ._common import category, hf_loader_inputs, load_hf_model
+from ..core.constants import CAPTION_PRESETS as PRESETS
+from ._common import category, first, hf_loader_inputs, load_hf_model
 
-PRESETS = ["short", "detailed", "tags", "custom"]  # core.captioning.PRESETS (kept light here)
 _SEED_MAX = 0xFFFFFFFFFFFFFFFF
-
-
-def _first(value, default=None):
-    """Widget values arrive as one-element lists on INPUT_IS_LIST nodes."""
-    if isinstance(value, list):
-        return value[0] if value else default
-    return value
 
 
 class LLMAssistLoadCaptioner:
@@ -81,12 +74,12 @@ class LLMAssistCaptionImage:
                 do_sample=False, temperature=0.7, top_p=0.9, seed=0, batch_size=4, image_files=None):
         from ..core import captioning
 
-        cap = _first(captioner)
+        cap = first(captioner)
         settings = captioning.CaptionSettings(
-            preset=_first(instruction, "short"), custom_instruction=_first(custom_instruction, "") or "",
-            max_new_tokens=int(_first(max_new_tokens, 40)), num_beams=int(_first(num_beams, 1)),
-            do_sample=bool(_first(do_sample, False)), temperature=float(_first(temperature, 0.7)),
-            top_p=float(_first(top_p, 0.9)), seed=int(_first(seed, 0)), batch_size=int(_first(batch_size, 4)))
+            preset=first(instruction), custom_instruction=first(custom_instruction) or "",
+            max_new_tokens=int(first(max_new_tokens)), num_beams=int(first(num_beams)),
+            do_sample=bool(first(do_sample)), temperature=float(first(temperature)),
+            top_p=float(first(top_p)), seed=int(first(seed)), batch_size=int(first(batch_size)))
         images = [i for i in (image if isinstance(image, list) else [image]) if i is not None]
         files = [f for f in (image_files if isinstance(image_files, list) else [image_files]) if f is not None]
         if bool(images) == bool(files):

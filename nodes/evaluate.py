@@ -5,10 +5,10 @@ Thin adapters over core.metrics, core.fidelity and core.report. JSON outputs are
 """
 from __future__ import annotations
 
-from ._common import category
+from ..core.constants import COMPARE_REGIONS as REGIONS
+from ._common import category, first
 
 CATEGORY = category("evaluate")
-REGIONS = ["whole image", "inside mask", "outside mask"]  # mirrors core.metrics.REGIONS
 METRIC_SLOTS = 6
 
 
@@ -26,14 +26,6 @@ ANY = _AnyType("*")
 
 def _tip(text: str, **options) -> dict:
     return {"tooltip": text, **options}
-
-
-def _first(value):
-    """The first element of an INPUT_IS_LIST input (or the value itself); None for an empty list.
-    Defaults come from INPUT_TYPES (nodes/_guard.py fills them), not from here."""
-    if isinstance(value, list):
-        return value[0] if value else None
-    return value
 
 
 def _json(data) -> str:
@@ -122,7 +114,7 @@ class Diversity:
         from ..core.batch_metrics import diversity
         from ..core.metrics import concat_features, concat_images
 
-        out = diversity(concat_images(images, "images"), concat_features(features), float(_first(pixel_bandwidth)))
+        out = diversity(concat_images(images, "images"), concat_features(features), float(first(pixel_bandwidth)))
         return (out.feature_vendi, out.mean_cosine_distance, out.pixel_vendi, out.mean_pixel_rmse,
                 out.histogram_entropy_bits, _json(out.as_dict()))
 
@@ -164,7 +156,7 @@ class Stability:
         from ..core.metrics import concat_features, concat_images
 
         out = stability(concat_images(image_a, "image_a"), concat_images(image_b, "image_b"),
-                        float(_first(tolerance)), concat_features(features))
+                        float(first(tolerance)), concat_features(features))
         return (out.max_abs_diff, out.mean_abs_diff, out.identical, out.feature_variance, _json(out.as_dict()))
 
 
@@ -194,7 +186,7 @@ class CLIPScore:
         from ..core.batch_metrics import clip_score
         from ..core.metrics import concat_images
 
-        out = clip_score(_first(image_encoder), concat_images(image, "image"), text if isinstance(text, list) else [text])
+        out = clip_score(first(image_encoder), concat_images(image, "image"), text if isinstance(text, list) else [text])
         return (out.mean, _json(out.as_dict()))
 
 
@@ -270,10 +262,10 @@ class MetricsReport:
         from ..core.report import metrics_report
 
         text = metrics_report([metrics_1, metrics_2, metrics_3, metrics_4, metrics_5, metrics_6],
-                              labels=_first(labels) or "", seeds=seed if isinstance(seed, list) else [seed],
-                              notes=str(_first(notes) or ""),
-                              models={"pipeline": _first(pipeline), "captioner": _first(captioner),
-                                      "image_encoder": _first(image_encoder)})
+                              labels=first(labels) or "", seeds=seed if isinstance(seed, list) else [seed],
+                              notes=str(first(notes) or ""),
+                              models={"pipeline": first(pipeline), "captioner": first(captioner),
+                                      "image_encoder": first(image_encoder)})
         return {"ui": {"text": [text]}, "result": (text,)}
 
 

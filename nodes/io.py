@@ -1,16 +1,9 @@
 """I/O nodes: Load Image Folder, Save Captions."""
 from __future__ import annotations
 
-from ._common import category
-
-SORTS = ["name", "natural", "mtime"]  # core.image_folder.SORTS (kept light here)
-MODES = ["skip existing", "overwrite", "append"]  # core.image_folder.MODES
-
-
-def _first(value, default=None):
-    if isinstance(value, list):
-        return value[0] if value else default
-    return value
+from ..core.constants import CAPTION_MODES as MODES
+from ..core.constants import FOLDER_SORTS as SORTS
+from ._common import category, first
 
 
 def _allowed_images(path, pattern, sort, start, limit, recursive) -> list:
@@ -163,7 +156,7 @@ class LLMAssistSaveCaptions:
         otherwise serve the cached "N written" and write nothing)."""
         from ..core import captioning_folder
 
-        return captioning_folder.WRITTEN.fingerprint(_first(unique_id, ""))
+        return captioning_folder.WRITTEN.fingerprint(first(unique_id) or "")
 
     def save(self, captions, image_paths, mode="skip existing", output_folder="", prefix="", suffix="",
              unique_id=None):
@@ -176,8 +169,8 @@ class LLMAssistSaveCaptions:
                 f"captions has {len(captions)} items but image_paths has {len(paths)}: connect the paths output of the "
                 "Load Image Folder that fed the captioned images"
             )
-        mode, folder = _first(mode, "skip existing"), _first(output_folder, "") or ""
-        prefix, suffix = _first(prefix, "") or "", _first(suffix, "") or ""
+        mode, folder = first(mode), first(output_folder) or ""
+        prefix, suffix = first(prefix) or "", first(suffix) or ""
         try:  # every target checked (one caption file per image, writable, UTF-8 to append) before writing
             targets = captioning_folder.caption_targets(paths, folder)
             _check_caption_writes(paths, folder, targets)  # the server owner's folders only (core.owner)
@@ -192,7 +185,7 @@ class LLMAssistSaveCaptions:
                 results.append(image_folder.write_caption(path, str(caption), mode=mode, prefix=prefix,
                                                           suffix=suffix, target=target))
         finally:
-            captioning_folder.WRITTEN.record(_first(unique_id, ""), targets)
+            captioning_folder.WRITTEN.record(first(unique_id) or "", targets)
         written = sum(1 for r in results if r.status != "skipped")
         summary = image_folder.summarize(results)
         return {"ui": {"text": [summary]}, "result": (written, summary)}

@@ -1,7 +1,7 @@
 """Keyword nodes: Extract Keywords, Edit Keywords."""
 from __future__ import annotations
 
-from ._common import category
+from ._common import category, first
 
 _METHODS = ["statistical", "embedding", "image-grounded", "llm"]
 
@@ -72,7 +72,6 @@ class LLMAssistExtractKeywords:
                 diversity, image_encoder=None, features=None, language_model=None):
         from ..core.keywords import extract_keywords
 
-        first = lambda value: value[0] if isinstance(value, list) and value else value  # noqa: E731
         captions = [c if c is not None else "" for c in (caption if isinstance(caption, list) else [caption])]
         rows = _feature_rows(features if isinstance(features, list) else [features])
         if rows and len(rows) not in (1, len(captions)):
