@@ -1,7 +1,7 @@
 // Open every example workflow in a real ComfyUI editor (headless Chromium) and check it.
 //
 //   node tools/editor_check.mjs --url http://127.0.0.1:8188 --workflows example_workflows --out DIR
-//        [--pack comfyui-llm-assist] [--node-modules /path/to/node_modules] [--chromium /usr/bin/chromium]
+//        [--pack comfyui-llm-assist] [--node-modules /path/to/node_modules] [--chromium /usr/bin/chromium] [--figures]
 //
 // Usually started by tools/editor_check.py, which also starts ComfyUI. Per workflow it records, in
 // DIR/report.json: dialogs (e.g. missing nodes), error toasts, console errors and page errors that
@@ -10,7 +10,8 @@
 // input does not accept, differences between the file and the editor's own serialization of it
 // (node types, widgets_values, links by input name), nodes smaller than the editor's minimum size,
 // and the API prompt the editor would queue (DIR/<name>.prompt.json). It saves a screenshot of the
-// graph (DIR/<name>.png). A self-test loads a workflow with an unknown node and must see it flagged.
+// graph (DIR/<name>.png); with --figures also the README panels (DIR/<name>-panel-N.png, 100 % zoom)
+// and the template thumbnail (DIR/<name>-thumbnail.png). A self-test loads a workflow with an unknown node and must see it flagged.
 // Requests to api.comfy.org (registry look-ups, which fail offline) are listed as "ignored".
 // Exit code 1 when any workflow has a problem.
 import fs from 'fs';
@@ -45,7 +46,8 @@ const browser = await chromium.launch({
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
-const context = await browser.newContext({ viewport: { width: 1800, height: 1100 } });
+// tall enough for a figure panel at 100 % zoom (the tallest example column is about 1600 graph units)
+const context = await browser.newContext({ viewport: { width: 2000, height: 1900 } });
 const page = await context.newPage();
 let events = [];
 page.on('console', m => { if (m.type() === 'error') events.push({ kind: 'console', text: m.text(), at: m.location().url }); });
@@ -59,7 +61,8 @@ await page.waitForTimeout(3000);
 await page.evaluate(async () => {
   const set = window.app.extensionManager?.setting?.set;
   const settings = { 'Comfy.Minimap.Visible': false, 'Comfy.Graph.CanvasMenu': false, 'Comfy.Graph.CanvasInfo': false,
-    'LiteGraph.Canvas.LowQualityRenderingZoomThreshold': 0.1, 'Comfy.Workflow.ShowMissingNodesWarning': true };
+    // 1.27 draws grey boxes without text below a zoom set by the minimum font size; 0 turns that off
+    'LiteGraph.Canvas.MinFontSizeForLOD': 0, 'Comfy.Workflow.ShowMissingNodesWarning': true };
   for (const [k, v] of Object.entries(settings)) { try { await set.call(window.app.extensionManager.setting, k, v); } catch (e) { /* older editor */ } }
 });
 
@@ -152,6 +155,91 @@ async function screenshot(file) {
   await page.locator('#graph-canvas').screenshot({ path: file });
 }
 
+// ---------------------------------------------------------------- README figures and template thumbnails
+// Figures: the graph at 100 % zoom (the editor's default), cut into panels of whole node columns at most
+// PANEL_WIDTH graph units wide, so that the README's column (about 880 px) shows titles and widget values
+// at about the size the editor draws them. Thumbnail: the node that makes the workflow's result, with the
+// nodes it feeds where they fit, at a zoom that stays legible in the template browser's 256 px card.
+const PANEL_WIDTH = 900, MARGIN = 16, THUMB_PX = 512, THUMB_MAX = 640;
+const RESULT_TYPES = ['LLMAssistMetricsReport', 'LLMAssistEdit', 'LLMAssistRepair', 'LLMAssistEnhance',
+  'LLMAssistGenerate', 'KSampler', 'LLMAssistSaveCaptions', 'LLMAssistCaptionImage'];
+
+async function layout() {
+  return page.evaluate(() => {
+    const { app, LiteGraph } = window;
+    const th = LiteGraph.NODE_TITLE_HEIGHT || 30;  // y0 also leaves room for the source badge above the title
+    const linkList = app.graph.links instanceof Map ? [...app.graph.links.values()] : Object.values(app.graph.links || {});
+    return app.graph.nodes.map(n => ({
+      id: n.id, type: n.type, title: String(n.getTitle ? n.getTitle() : n.title),
+      x0: n.pos[0], y0: n.pos[1] - th - 22, x1: n.pos[0] + n.size[0], y1: n.pos[1] + n.size[1],
+      feeds: linkList.filter(l => l && l.origin_id === n.id).map(l => l.target_id),
+    }));
+  });
+}
+
+function bbox(nodes, margin = MARGIN) {
+  const x0 = Math.min(...nodes.map(n => n.x0)) - margin, y0 = Math.min(...nodes.map(n => n.y0)) - margin;
+  return [x0, y0, Math.max(...nodes.map(n => n.x1)) + margin - x0, Math.max(...nodes.map(n => n.y1)) + margin - y0];
+}
+
+function panels(nodes) {
+  const columns = [...new Set(nodes.map(n => n.x0))].sort((a, b) => a - b).map(x => nodes.filter(n => n.x0 === x));
+  const result = [];
+  for (const column of columns) {
+    const last = result[result.length - 1];
+    if (last && bbox([...last, ...column])[2] <= PANEL_WIDTH) last.push(...column);
+    else result.push([...column]);
+  }
+  return result;
+}
+
+function thumbRegion(nodes) {
+  const focus = RESULT_TYPES.map(t => nodes.find(n => n.type === t)).find(Boolean) || nodes[0];
+  const chosen = [focus];
+  for (const id of focus.feeds) {
+    const next = nodes.find(n => n.id === id);
+    if (next && !chosen.includes(next) && bbox([...chosen, next])[2] <= THUMB_MAX && bbox([...chosen, next])[3] <= THUMB_MAX) chosen.push(next);
+  }
+  let [x, y, w, h] = bbox(chosen, 16);
+  if (w > h) { y -= (w - h) / 2; h = w; } else h = w;  // square like the card; of a tall node its top part
+  return { focus: `${focus.id} ${focus.title}`, nodes: chosen.map(n => n.title), rect: [x, y, w, h] };
+}
+
+async function shoot(rect, scale, file) {
+  const clip = await page.evaluate(([rect, scale]) => {
+    const canvas = window.app.canvas, el = canvas.canvas, pad = 60;
+    canvas.ds.scale = scale;
+    canvas.ds.offset = [pad / scale - rect[0], pad / scale - rect[1]];
+    canvas.deselectAll?.();
+    canvas.setDirty(true, true);
+    canvas.draw(true, true);
+    const r = el.getBoundingClientRect();
+    return { x: r.left + pad, y: r.top + pad, width: Math.round(rect[2] * scale), height: Math.round(rect[3] * scale) };
+  }, [rect, scale]);
+  await page.waitForTimeout(1000);  // DOM widgets (text areas, markdown) follow the canvas on the next frames
+  await page.screenshot({ path: file, clip });
+}
+
+async function figures(name) {
+  await page.evaluate(() => {
+    const style = document.getElementById('llma-hide') || document.head.appendChild(Object.assign(document.createElement('style'), { id: 'llma-hide' }));
+    style.textContent = '.minimap-main-container, .graph-canvas-menu, .p-toast, .selection-toolbox, .zoom-controls, ' +
+      '.side-tool-bar-container, .comfyui-menu, .actionbar, .comfyui-body-top, .comfyui-body-left, .workflow-tabs-container, ' +
+      '.comfyui-queue-button, .splitter-overlay-root > .p-splitter-gutter { visibility: hidden !important; }';
+  });
+  const nodes = await layout();
+  const result = { panels: [], thumbnail: null };
+  for (const [i, group] of panels(nodes).entries()) {
+    const rect = bbox(group), file = path.join(outDir, `${name}-panel-${i + 1}.png`);
+    await shoot(rect, 1.0, file);
+    result.panels.push({ file, rect, titles: group.map(n => n.title) });
+  }
+  const thumb = thumbRegion(nodes), file = path.join(outDir, `${name}-thumbnail.png`);
+  await shoot(thumb.rect, THUMB_PX / thumb.rect[2], file);
+  result.thumbnail = { file, ...thumb };
+  return result;
+}
+
 async function check(name, wf, shot) {
   events = [];
   await page.evaluate(async ([wf, name]) => { await window.app.loadGraphData(wf, true, true, name); }, [wf, name]);
@@ -173,6 +261,7 @@ for (const name of names) {
   const result = await check(name, wf, true);
   fs.writeFileSync(path.join(outDir, `${name}.prompt.json`), JSON.stringify(result.prompt, null, 2));
   delete result.prompt;
+  if (args.figures === 'true') result.figures = await figures(name);
   report.workflows[name] = result;
   if (!result.ok) report.ok = false;
   console.log(`${result.ok ? 'ok  ' : 'FAIL'} ${name}: ${result.nodes} nodes, ${result.links} links` +

@@ -11,9 +11,12 @@
 3. Compares the API prompt the editor makes of each workflow (``graphToPrompt``) with the
    headless runner's ``to_api_prompt`` of the same file, using the server's /object_info.
 4. ``--execute``: queues the editor's prompt of every workflow but native_bridge on the server,
-   loaders switched to the tiny models, and waits for it to finish without error.
-5. ``--thumbnails``: writes example_workflows/<name>.jpg (800 px wide) and docs/figures/<name>.jpg
-   (1400 px) from the screenshots.
+   loaders switched to the tiny models and native-sampler branches left out (ComfyUI cannot load
+   the tiny checkpoint), and waits for it to finish without error.
+5. ``--thumbnails``: writes the README figures docs/figures/<name>-<i>.png (the graph at the editor's
+   100 % zoom, in panels of whole node columns) and the template thumbnails example_workflows/<name>.jpg
+   (the node that makes the result, legible in the template browser's 256 px card), and the README
+   lines for the figures (<out>/figures.md).
 
 Needs: a ComfyUI checkout with its own Python (COMFYUI_DIR / COMFYUI_PYTHON), Node.js with
 playwright-core (PLAYWRIGHT_NODE_MODULES) and Chromium (CHROMIUM). Never commit what it starts.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -112,7 +116,7 @@ def compare_prompts(url: str, out: Path) -> dict:
 
 def execute(url: str, out: Path, timeout: float = 600.0) -> dict:
     """Queue the editor's prompt of each workflow (tiny models) and wait: name -> status text."""
-    from ..runner.tiny_sets import tiny_model_sets
+    from ..runner.tiny_sets import tiny_model_sets, without_native_branch
     from ..runner.workflow import apply_sets
 
     object_info = _get(f"{url}/object_info", timeout=60)
@@ -121,8 +125,10 @@ def execute(url: str, out: Path, timeout: float = 600.0) -> dict:
         if path.stem == "native_bridge":
             continue
         prompt = json.loads((out / f"{path.stem}.prompt.json").read_text())
-        apply_sets(prompt, tiny_model_sets(path), object_info)
         workflow = json.loads(path.read_text())
+        for node_id in without_native_branch(workflow)[1]:  # ComfyUI cannot load the tiny checkpoint
+            prompt.pop(str(node_id), None)
+        apply_sets(prompt, [s for s in tiny_model_sets(path) if s.split(".", 1)[0] in prompt], object_info)
         try:
             queued = _post(f"{url}/prompt", {"prompt": prompt, "client_id": "llm-assist-editor-check",
                                              "extra_data": {"extra_pnginfo": {"workflow": workflow}}})
@@ -144,20 +150,54 @@ def execute(url: str, out: Path, timeout: float = 600.0) -> dict:
     return status
 
 
-def thumbnails(out: Path) -> list[Path]:
+def thumbnails(report: dict) -> list[Path]:
+    """Write the README figures and the template thumbnails from the editor's shots (``--figures``).
+
+    docs/figures/<name>-<i>.png: panels of whole node columns at the editor's 100 % zoom, at most about
+    900 px wide, so titles and widget values are legible in the README's column (PNG, 128 colours).
+    example_workflows/<name>.jpg: the node that makes the workflow's result, 512 px square (the template
+    browser shows it in a 256 px card). Older figures of the same workflow are removed.
+    """
     from PIL import Image
 
     written = []
     figures = REPO / "docs" / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    for path in sorted(WORKFLOWS.glob("*.json")):
-        shot = out / f"{path.stem}.png"
-        image = Image.open(shot).convert("RGB")
-        for target, width in ((path.with_suffix(".jpg"), 800), (figures / f"{path.stem}.jpg", 1400)):
-            scaled = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
-            scaled.save(target, quality=85, optimize=True, progressive=True)
+    for name, result in sorted(report["workflows"].items()):
+        shots = result.get("figures")
+        if not shots:
+            continue
+        keep = set()
+        for index, panel in enumerate(shots["panels"], start=1):
+            target = figures / f"{name}-{index}.png"
+            image = Image.open(panel["file"]).convert("RGB")
+            image.quantize(128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(target, optimize=True)
+            keep.add(target)
             written.append(target)
+        for stale in [figures / f"{name}.jpg", *figures.glob(f"{name}-*.png")]:
+            if stale.is_file() and stale not in keep:
+                stale.unlink()
+        target = WORKFLOWS / f"{name}.jpg"
+        image = Image.open(shots["thumbnail"]["file"]).convert("RGB")
+        image.save(target, quality=88, optimize=True, progressive=True)
+        written.append(target)
     return written
+
+
+def figures_markdown(report: dict) -> str:
+    """The README lines for the figures: a collapsible block per workflow (in the README table's order)."""
+    readme = REPO / "README.md"
+    order = re.findall(r"\(example_workflows/(\w+)\.json\)", readme.read_text()) if readme.is_file() else []
+    lines = []
+    for name in sorted(report["workflows"], key=lambda n: (order.index(n) if n in order else len(order), n)):
+        panels = (report["workflows"][name].get("figures") or {}).get("panels", [])
+        if not panels:
+            continue
+        lines.append(f"<details><summary>{name} in the editor ({len(panels)} pictures, left to right)</summary>\n")
+        for index, panel in enumerate(panels, start=1):
+            lines.append(f"![{name} {index}/{len(panels)}: {', '.join(panel['titles'])}](docs/figures/{name}-{index}.png)\n")
+        lines.append("</details>\n")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -170,7 +210,7 @@ def main(argv=None) -> int:
     parser.add_argument("--node", default="node")
     parser.add_argument("--node-modules", default=os.environ.get("PLAYWRIGHT_NODE_MODULES", "/work/pw/node_modules"))
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-    parser.add_argument("--thumbnails", action="store_true", help="write the .jpg thumbnails and docs/figures")
+    parser.add_argument("--thumbnails", action="store_true", help="write the .jpg thumbnails and docs/figures/*.png")
     parser.add_argument("--execute", action="store_true", help="also run the editor's prompts on the server")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -184,7 +224,8 @@ def main(argv=None) -> int:
             proc, url = start_comfyui(args.comfyui, python, base, args.port)
         code = subprocess.call([args.node, str(REPO / "tools" / "editor_check.mjs"), "--url", url, "--workflows",
                                 str(WORKFLOWS), "--out", str(args.out), "--pack", PACK, "--node-modules",
-                                args.node_modules, "--chromium", args.chromium])
+                                args.node_modules, "--chromium", args.chromium]
+                               + (["--figures"] if args.thumbnails else []))
         report = json.loads((args.out / "report.json").read_text())
         report["prompt_differences"] = compare_prompts(url, args.out)
         for name, diffs in report["prompt_differences"].items():
@@ -197,8 +238,10 @@ def main(argv=None) -> int:
             ok = ok and all(s.startswith("success") for s in report["executed"].values())
         (args.out / "report.json").write_text(json.dumps(report, indent=2))
         if args.thumbnails:
-            for path in thumbnails(args.out):
+            for path in thumbnails(report):
                 print(f"wrote {path.relative_to(REPO)}")
+            (args.out / "figures.md").write_text(figures_markdown(report) + "\n")
+            print(f"README figure lines: {args.out / 'figures.md'}")
         print(f"editor check {'passed' if ok else 'FAILED'}; report: {args.out / 'report.json'}")
         return 0 if ok else 1
     finally:
