@@ -15,6 +15,10 @@ log = logging.getLogger(__name__)
 _LENGTH_ATTRS = ("max_position_embeddings", "n_positions", "max_sequence_length")
 
 
+class PromptTooLong(ValueError):
+    """The prompt alone fills the model's context (nothing is cut from it)."""
+
+
 def context_length(config) -> int | None:
     """Tokens the (text) decoder can attend to, from a transformers config; None when unknown."""
     for part in (getattr(config, "decoder", None), getattr(config, "text_config", None), config):
@@ -35,7 +39,7 @@ def clamp_new_tokens(config, prompt_tokens: int, max_new_tokens: int, name: str)
         return int(max_new_tokens)
     room = limit - int(prompt_tokens)
     if room < 1:
-        raise ValueError(
+        raise PromptTooLong(
             f"the prompt is {prompt_tokens} tokens (instruction and text) but {name} reads at most {limit}: "
             "shorten the text or the instruction, or use a model with a longer context")
     log.warning("max_new_tokens %d is more than %s can write after a %d-token prompt (context %d tokens): "

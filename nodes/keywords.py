@@ -15,17 +15,6 @@ def _languages() -> list[str]:
         return ["english"]
 
 
-def _feature_rows(features_list) -> list:
-    """Every image-embedding row from a list of LLMA_FEATURES (each [B, D])."""
-    rows = []
-    for features in features_list or []:
-        if features is None:
-            continue
-        emb = features.embeddings
-        rows.extend(type(features)(emb[i:i + 1], features.model) for i in range(int(emb.shape[0])))
-    return rows
-
-
 class LLMAssistExtractKeywords:
     DESCRIPTION = (
         "Ranked key phrases of each caption, as LLMA_KEYWORDS (text, score 0..1, source) and as a comma list.\n"
@@ -70,24 +59,13 @@ class LLMAssistExtractKeywords:
 
     def extract(self, caption, method, top_k, min_score, max_words, language, keep_colors, keep_counts,
                 diversity, image_encoder=None, features=None, language_model=None):
-        from ..core.keywords import extract_keywords
+        from ..core.keywords import extract_keywords_batch
 
-        captions = [c if c is not None else "" for c in (caption if isinstance(caption, list) else [caption])]
-        rows = _feature_rows(features if isinstance(features, list) else [features])
-        if rows and len(rows) not in (1, len(captions)):
-            raise ValueError(
-                f"features hold {len(rows)} images but {len(captions)} captions came in: connect the features "
-                "of the same images that were captioned (one caption per image)"
-            )
-        results = []
-        for i, text in enumerate(captions):
-            row = rows[i if len(rows) > 1 else 0] if rows else None
-            results.append(extract_keywords(
-                text, first(method), top_k=first(top_k), min_score=first(min_score), max_words=first(max_words),
-                language=first(language), keep_colors=first(keep_colors), keep_counts=first(keep_counts),
-                encoder=first(image_encoder), features=row, language_model=first(language_model),
-                diversity=first(diversity),
-            ))
+        results = extract_keywords_batch(
+            caption if isinstance(caption, list) else [caption], first(method), features=features,
+            top_k=first(top_k), min_score=first(min_score), max_words=first(max_words), language=first(language),
+            keep_colors=first(keep_colors), keep_counts=first(keep_counts), encoder=first(image_encoder),
+            language_model=first(language_model), diversity=first(diversity))
         return (results, [k.as_string() for k in results])
 
 

@@ -113,3 +113,28 @@ def extract_keywords(
 
 
 __all__ = ["METHODS", "extract_keywords"]
+
+
+def feature_rows(features_list) -> list:
+    """Every image-embedding row of a list of Features (each [B, D]), as one-row Features."""
+    rows = []
+    for features in features_list or []:
+        if features is None:
+            continue
+        emb = features.embeddings
+        rows.extend(type(features)(emb[i:i + 1], features.model) for i in range(int(emb.shape[0])))
+    return rows
+
+
+def extract_keywords_batch(captions: list, method: str = "statistical", *, features=None, **options) -> list[Keywords]:
+    """``extract_keywords`` for each caption, caption i paired with image i of ``features`` (a list
+    of Features batches, joined in order; one row is shared by every caption)."""
+    captions = [c if c is not None else "" for c in captions]
+    rows = feature_rows(features if isinstance(features, list) else [features])
+    if rows and len(rows) not in (1, len(captions)):
+        raise ValueError(
+            f"features hold {len(rows)} images but {len(captions)} captions came in: connect the features "
+            "of the same images that were captioned (one caption per image)"
+        )
+    return [extract_keywords(text, method, features=rows[i if len(rows) > 1 else 0] if rows else None, **options)
+            for i, text in enumerate(captions)]

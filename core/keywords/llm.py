@@ -136,14 +136,19 @@ def extract_llm(
     max_new_tokens: int = 64,
 ) -> list[tuple[str, float]]:
     """(phrase, score) from the language model, or [] when its output is not a usable list."""
+    from ..context_limits import PromptTooLong
     from ..language_model import generate_text
 
     instruction = INSTRUCTION.format(top_k=top_k, max_words=max_words)
     words = caption.split()
     if len(words) > MAX_CAPTION_WORDS:  # keep the instruction in the model's context
         caption = " ".join(words[:MAX_CAPTION_WORDS])
-    output = generate_text(language_model, instruction, f"Caption: {caption.strip()}",
-                           max_new_tokens=max_new_tokens, temperature=0.0, seed=seed)
+    try:
+        output = generate_text(language_model, instruction, f"Caption: {caption.strip()}",
+                               max_new_tokens=max_new_tokens, temperature=0.0, seed=seed)
+    except PromptTooLong as exc:  # a small-context model: the caption's own words are the better source
+        log.warning("llm keywords: %s; falling back to statistical", exc)
+        return []
     phrases = parse_keyword_list(output, max_words=max_words)[:top_k]
     if not phrases:
         log.info("language model output is not a keyword list (%r); falling back to statistical", output[:120])
