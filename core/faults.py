@@ -51,7 +51,7 @@ def maybe_raise(kind: str) -> None:
 
 
 def fired(kind: str) -> int:
-    """How many times ``kind`` was raised since it was last armed."""
+    """How many times ``kind`` was raised since it was last armed (for tests' assertions)."""
     return _fired.get(kind, 0)
 
 

@@ -382,7 +382,8 @@ _progress_listeners: list = []
 
 
 def add_progress_listener(callback) -> None:
-    """Standalone only: ``callback(current, total)`` on every progress update (CLI bars, tests)."""
+    """Standalone only: ``callback(current, total)`` on every progress update. A test hook (see
+    docs/ARCHITECTURE.md "Test hooks"): the pack itself never registers one."""
     _progress_listeners.append(callback)
 
 
