@@ -70,7 +70,9 @@ class LLMAssistLoadImageFolder:
                 "start": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "tooltip": "Skip this many images first (0-based index of the first image)."}),
                 "limit": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "tooltip": "Load at most this many images; 0 = all."}),
                 "recursive": ("BOOLEAN", {"default": False, "tooltip": "Also look in sub-folders."}),
-                "max_side": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 64, "tooltip": (
+            },
+            "optional": {  # optional: API prompts written before these existed still validate
+                "max_side": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": (
                     "Downscale on load so the longer side is at most this many px (aspect kept; JPEGs are decoded at "
                     "reduced scale); 0 = full size. Captioners read small images (BLIP 384 px): 1024 keeps detail and "
                     "cuts a 12 MP photo's memory about 10x.")}),

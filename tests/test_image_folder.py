@@ -292,3 +292,16 @@ def test_caption_image_files_holds_one_batch_at_a_time(models_root, tmp_path):
         LLMAssistCaptionImage().caption(captioner=[captioner], instruction=["short"], custom_instruction=[""],
                                         max_new_tokens=[4], num_beams=[1], do_sample=[False], temperature=[0.7],
                                         top_p=[0.9], seed=[0], batch_size=[3])
+
+
+def test_api_prompt_written_before_max_side_and_load_images_still_runs(tmp_path):
+    """max_side / load_images are optional inputs: an API prompt without them validates and runs as before."""
+    from llm_assist.runner.execute import execute_prompt
+
+    folder = _folder(tmp_path, 3)
+    prompt = {"1": {"class_type": "LLMAssistLoadImageFolder",
+                    "inputs": {"path": str(folder), "pattern": "*", "sort": "natural", "start": 0, "limit": 0,
+                               "recursive": False}},
+              "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 2]}}}
+    result = execute_prompt(prompt, output_dir=tmp_path / "out", cache=False)
+    assert result.outputs["2"]["text"] == ["3"]
