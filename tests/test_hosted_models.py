@@ -147,3 +147,27 @@ def test_latent_format_names_exist_in_comfyui():
     source = Path(os.environ["COMFYUI_DIR"]) / "comfy" / "latent_formats.py"
     classes = {node.name for node in ast.parse(source.read_text()).body if isinstance(node, ast.ClassDef)}
     assert set(LATENT_FORMATS.values()) <= classes
+
+
+def test_previews_stay_within_their_time_budget():
+    from llm_assist.core.diffusion.preview import within_budget
+
+    now = [0.0]
+    shown = []
+
+    def slow_decode(latents):  # a decode that costs 0.2 of a 1.0 s step
+        now[0] += 0.2
+        shown.append(latents)
+        return ("JPEG", latents, 512)
+
+    preview = within_budget(slow_decode, budget=0.05, clock=lambda: now[0])
+    results = []
+    for step in range(100):
+        now[0] += 1.0  # one denoising step
+        results.append(preview(step))
+    spent = 0.2 * len(shown)
+    assert shown and spent <= 0.05 * (now[0] - spent) + 0.2  # within budget (one decode of slack)
+    assert results[0] is not None and None in results  # the first step previews, later ones are skipped
+
+    cheap = within_budget(lambda latents: ("JPEG", latents, 512), budget=0.05, clock=lambda: now[0])
+    assert all(cheap(i) is not None for i in range(20))  # a free decode previews every step

@@ -14,16 +14,19 @@ Which previewer a run gets (``make_previewer``):
 The latent format is ComfyUI's class for the pipeline's model family (``LATENT_FORMATS``); a
 family ComfyUI 0.3.64 has no format for gets no latent2rgb preview. Packed latents (FLUX,
 Qwen-Image: ``[B, tokens, C*4]``) are unpacked with the pipeline's own ``_unpack_latents``.
-The preview shows the current latents of each step (diffusers' ``callback_on_step_end`` gives
+Previews never cost more than ``BUDGET`` (5 %) of the denoising time (``within_budget``). The
+preview shows the current latents of each step (diffusers' ``callback_on_step_end`` gives
 those, not the sampler's x0 prediction that ComfyUI shows), first image of the batch.
 """
 from __future__ import annotations
 
 import logging
+import time
 
 from .. import host
 
 log = logging.getLogger(__name__)
+BUDGET = 0.05  # previews may cost at most this share of the denoising time
 
 # families.FAMILIES name -> comfy.latent_formats class name (ComfyUI 0.3.64: supported_models.py)
 LATENT_FORMATS: dict[str, str] = {
@@ -94,14 +97,32 @@ def make_previewer(handle, pipe, height: int, width: int):
     if decode is None:
         return None
 
-    def preview(latents):
-        try:
-            import torch
+    def previewer(latents):
+        import torch
 
-            with torch.no_grad():
-                return decode(spatial_latents(pipe, latents.detach(), height, width))
+        with torch.no_grad():
+            return decode(spatial_latents(pipe, latents.detach(), height, width))
+
+    return within_budget(previewer, BUDGET)
+
+
+def within_budget(decode, budget: float = BUDGET, clock=time.perf_counter):
+    """``decode`` called only while the time spent previewing stays within ``budget`` of the time
+    spent denoising since the run started (skipped steps still report progress, without a
+    picture). ComfyUI's latent2rgb costs far less than that and previews every step; a tiny-VAE
+    decode that costs more than ``budget`` of a step previews every few steps instead."""
+    start, spent = clock(), [0.0]
+
+    def preview(latents):
+        began = clock()
+        if spent[0] > budget * max(began - start - spent[0], 0.0):
+            return None
+        try:
+            return decode(latents)
         except Exception:  # noqa: BLE001 - a preview must never fail the generation
             log.debug("preview failed", exc_info=True)
             return None
+        finally:
+            spent[0] += clock() - began
 
     return preview
