@@ -333,3 +333,18 @@ def test_cli_streams_each_line_before_the_input_ends():
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def test_cli_embedding_method_streams_every_line(tiny_models):
+    """The embedding method answers every line too (chunks of EMBEDDING_CHUNK, empty lines as [])."""
+    from llm_assist.cli import keywords as cli
+
+    lines = [CAPTIONS[0], "", _many_new_heads(40)] + [CAPTIONS[i % 5] for i in range(cli.EMBEDDING_CHUNK)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    res = subprocess.run([sys.executable, "-m", "llm_assist", "-q", "keywords", "--method", "embedding",
+                          "--encoder", "tiny-clip", "--models", str(tiny_models), "--top-k", "3"],
+                         input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(rows) == len(lines) and rows[1] == []
+    assert all(rows[i] and len(rows[i]) <= 3 for i in range(len(lines)) if i != 1)
