@@ -595,6 +595,26 @@ def test_image_files_caption_a_folder_in_bounded_memory_in_comfyui(comfyui):
     assert "load_images is off but node(s) 5 read the images output" in json.dumps(entry["status"])
 
 
+# ---------------------------------------------------------------- diffusion families (issue 12)
+def test_load_pipeline_and_generate_for_every_tiny_family_in_comfyui(comfyui):
+    """Load Diffusion Pipeline + Generate (64 px, 2 steps) on each family's tiny pipeline, one prompt."""
+    from llm_assist.core.tiny_models import FAMILY_PARTS
+
+    url, log_path = comfyui
+    prompt = {}
+    for i, name in enumerate(FAMILY_PARTS):
+        load, gen, show = str(3 * i + 1), str(3 * i + 2), str(3 * i + 3)
+        prompt[load] = _with_defaults("LLMAssistLoadPipeline", model=name, device="cpu", dtype="fp32")
+        prompt[gen] = _with_defaults("LLMAssistGenerate", pipeline=[load, 0], seed=i, steps=2, cfg=2.0, width=64,
+                                     height=64, positive="a photo of a cat on a table")
+        prompt[show] = {"class_type": "PreviewImage", "inputs": {"images": [gen, 0]}}
+    entry = _wait_history(url, _queue(url, prompt), timeout=900)
+    status = entry["status"]
+    assert status.get("status_str") == "success", (status.get("messages"), log_path.read_text()[-3000:])
+    for i, name in enumerate(FAMILY_PARTS):
+        images = entry["outputs"].get(str(3 * i + 3), {}).get("images")
+        assert images, f"{name}: no image in ComfyUI's history"
+
 
 def test_compare_images_in_comfyui_equals_scikit_image(comfyui):
     """Compare Images (strip-wise MSE / PSNR / SSIM) inside ComfyUI on two LoadImage outputs: the report
