@@ -237,73 +237,95 @@ def _is_oom(exc: BaseException) -> bool:
     return faults.is_oom(exc)  # one rule for every device (CPU allocator wording included)
 
 
-def run(handle, mode: str, req: GenerateRequest, image=None, mask=None):
-    """Run one generation; returns (IMAGE float32 [N,H,W,3] CPU, seed)."""
-    import torch
+@dataclass
+class _Inputs:
+    """What the pipeline call is given besides the prompt: size, per-image inputs, the originals."""
 
+    height: int
+    width: int
+    n_prompts: int  # one prompt per input image and batch copy (txt2img: 1)
+    extra: dict  # image / mask_image / strength / image_guidance_scale for the pipeline
+    orig: object = None  # [B,3,H,W] input images (img2img, inpaint, edit)
+    full_mask: object = None  # [B*batch,1,H,W] at the input size
+
+
+def _resolve_mode(handle, mode: str, mask):
+    """The pipeline mode to run and the mask it uses: Edit is inpaint with a mask, img2img without
+    (an editing model edits the whole image; its mask only pastes back); Enhance ignores masks."""
     if mode not in ("txt2img", "img2img", "inpaint", "edit"):
         raise ValueError(f"mode must be txt2img, img2img, inpaint or edit, got {mode!r}")
     if mode == "edit":
-        mode = "inpaint" if mask is not None else "img2img"
-        if mask is not None and _edits_whole_image(handle):
-            mode = "img2img"  # an editing model (Kontext, FLUX.2...) edits it all; the mask only pastes back
-    elif mode == "img2img":
-        mask = None
-    req = resolve_defaults(handle, req)
-    _, style = handle.route(mode)
-    _check_request(req, needs_strength=style in ("strength", "mask") or (style == "full_mask" and mode != "txt2img"))
-    handle.ensure_device()
-    multiple = handle.spec.multiple
-    batch = int(req.batch_size)
-    extra: dict = {}
-    orig = full_mask = None
+        if mask is not None and not _edits_whole_image(handle):
+            return "inpaint", mask
+        return "img2img", mask
+    return mode, (None if mode == "img2img" else mask)
+
+
+def _prepare_inputs(handle, mode: str, style: str, req: GenerateRequest, image, mask) -> _Inputs:
+    """Check and size the input image and mask for the family's route ``style``."""
+    import torch
+
+    multiple, batch = handle.spec.multiple, int(req.batch_size)
     if mode == "txt2img":
         height, width = check_multiple("height", req.height, multiple), check_multiple("width", req.width, multiple)
-        n_prompts = 1
-        if style == "full_mask":
+        extra = {}
+        if style == "full_mask":  # an inpaint-only family draws from scratch on a blank, fully masked image
             extra = {"image": torch.zeros(1, 3, height, width), "mask_image": torch.ones(1, 1, height, width), "strength": 1.0}
+        return _Inputs(height, width, 1, extra)
+    if image is None:
+        raise ValueError(f"{mode} needs an input image: connect an IMAGE")
+    orig = check_image(image).permute(0, 3, 1, 2)  # [B,3,H,W]
+    b, _, h0, w0 = orig.shape
+    height, width = _nearest(h0, multiple), _nearest(w0, multiple)
+    pixels = _resize(orig, height, width).repeat_interleave(batch, dim=0)
+    n_prompts = b * batch  # one prompt per output image: image i*batch+j is input i, seed + i*batch + j
+    if mode == "inpaint" and mask is None:
+        raise ValueError("inpaint needs a mask (1 = repaint): connect a MASK")
+    full_mask = None
+    if mask is not None:
+        m = check_mask(mask, h0, w0, b).unsqueeze(1)  # [B,1,H,W]
+        if float(m.max()) <= 0.0:
+            raise ValueError("mask is empty (all 0): paint the region to repaint (1 = repaint), or use Enhance for the whole image")
+        full_mask = m.repeat_interleave(batch, dim=0)
+    if style == "reference":
+        extra = {"image": pixels}
+        if handle.family == "flux2":  # FLUX.2: a list of PIL reference images for one picture
+            if b > 1:
+                raise ValueError(f"FLUX.2 reads its input images as references for one picture: connect one image "
+                                 f"(got a batch of {b}); use batch_size for several results")
+            extra = {"image": to_pil(from_nchw(pixels[:1]))}
+        if handle.variant == "instruct":
+            extra["image_guidance_scale"] = float(req.image_guidance_scale)
+    elif style in ("mask", "full_mask"):
+        mask_in = _resize(full_mask, height, width) if style == "mask" else torch.ones(n_prompts, 1, height, width)
+        extra = {"image": pixels, "mask_image": mask_in, "strength": float(req.strength)}
     else:
-        if image is None:
-            raise ValueError(f"{mode} needs an input image: connect an IMAGE")
-        orig = check_image(image).permute(0, 3, 1, 2)  # [B,3,H,W]
-        b, _, h0, w0 = orig.shape
-        height, width = _nearest(h0, multiple), _nearest(w0, multiple)
-        pixels = _resize(orig, height, width).repeat_interleave(batch, dim=0)
-        n_prompts = b * batch  # one prompt per output image: image i*batch+j is input i, seed + i*batch + j
-        if mode == "inpaint" and mask is None:
-            raise ValueError("inpaint needs a mask (1 = repaint): connect a MASK")
-        if mask is not None:
-            m = check_mask(mask, h0, w0, b).unsqueeze(1)  # [B,1,H,W]
-            if float(m.max()) <= 0.0:
-                raise ValueError("mask is empty (all 0): paint the region to repaint (1 = repaint), or use Enhance for the whole image")
-            full_mask = m.repeat_interleave(batch, dim=0)
-        if style == "reference":
-            extra = {"image": pixels}
-            if handle.family == "flux2":  # FLUX.2: a list of PIL reference images for one picture
-                if b > 1:
-                    raise ValueError(f"FLUX.2 reads its input images as references for one picture: connect one image "
-                                     f"(got a batch of {b}); use batch_size for several results")
-                extra = {"image": to_pil(from_nchw(pixels[:1]))}
-            if handle.variant == "instruct":
-                extra["image_guidance_scale"] = float(req.image_guidance_scale)
-        elif style in ("mask", "full_mask"):
-            mask_in = _resize(full_mask, height, width) if style == "mask" else torch.ones(n_prompts, 1, height, width)
-            extra = {"image": pixels, "mask_image": mask_in, "strength": float(req.strength)}
-        else:
-            extra = {"image": pixels, "strength": float(req.strength)}
-    pipe = handle.pipeline(mode)
-    pipe.scheduler = make_scheduler(handle.scheduler, handle.pipe.scheduler)
+        extra = {"image": pixels, "strength": float(req.strength)}
+    return _Inputs(height, width, n_prompts, extra, orig, full_mask)
+
+
+def _encode_prompt(handle, pipe, req: GenerateRequest, inputs: _Inputs) -> dict:
+    """The prompt arguments: weighted embeddings for SD families, the family's own otherwise;
+    repeated once per input image."""
     cfg = float(req.cfg)
+    if handle.family in families.SD_FAMILIES:
+        kwargs = {**_prompt_kwargs(pipe, req, cfg), "guidance_scale": cfg}
+    else:
+        kwargs = family_kwargs(handle, pipe, req, cfg, inputs.height, inputs.width)
+    if inputs.n_prompts > 1:
+        n = inputs.n_prompts
+        kwargs = {k: (v.repeat(n, *[1] * (v.dim() - 1)) if hasattr(v, "repeat") else [v] * n) if "prompt" in k else v
+                  for k, v in kwargs.items()}
+    return kwargs
+
+
+def _denoise_and_decode(handle, pipe, req: GenerateRequest, inputs: _Inputs, prompt_kwargs: dict):
+    """The pipeline call with progress, previews and Cancel per step; [N,3,H,W] pixels in 0..1.
+    Out of memory becomes a message naming what to lower, after the memory is released."""
     sd_family = handle.family in families.SD_FAMILIES
-    kwargs = _prompt_kwargs(pipe, req, cfg) if sd_family else family_kwargs(handle, pipe, req, cfg, height, width)
-    if sd_family:
-        kwargs["guidance_scale"] = cfg
-    if n_prompts > 1:
-        kwargs = {k: (v.repeat(n_prompts, *[1] * (v.dim() - 1)) if hasattr(v, "repeat") else [v] * n_prompts)
-                  if "prompt" in k else v for k, v in kwargs.items()}
-    per_prompt = batch if orig is None else 1
+    per_prompt = int(req.batch_size) if inputs.orig is None else 1
     bar = host.progress(int(req.steps), label="generate")
-    previewer = make_previewer(handle, pipe, height, width)
+    previewer = make_previewer(handle, pipe, inputs.height, inputs.width)
 
     def on_step_end(p, step, timestep, callback_kwargs):
         total = getattr(p, "_num_timesteps", None) or int(req.steps)
@@ -317,8 +339,9 @@ def run(handle, mode: str, req: GenerateRequest, image=None, mask=None):
         faults.maybe_raise("oom")
         with step_cache(pipe, handle.speed.step_cache_interval):
             latents = pipe(
-                **kwargs, **extra, height=height, width=width, num_inference_steps=int(req.steps),
-                num_images_per_prompt=per_prompt, generator=generators(req.seed, n_prompts * per_prompt),
+                **prompt_kwargs, **inputs.extra, height=inputs.height, width=inputs.width,
+                num_inference_steps=int(req.steps), num_images_per_prompt=per_prompt,
+                generator=generators(req.seed, inputs.n_prompts * per_prompt),
                 output_type="latent" if sd_family else "pt", callback_on_step_end=on_step_end, return_dict=False,
             )[0]
         out = decode_latents(handle, pipe, latents) if sd_family else _check_finite(latents)
@@ -326,18 +349,40 @@ def run(handle, mode: str, req: GenerateRequest, image=None, mask=None):
         if not _is_oom(exc):
             raise
         failed_oom = True
-    if failed_oom:
+    if failed_oom:  # outside the except block, so the traceback no longer holds the step's tensors
         latents = out = None
         gc.collect()
         host.empty_cache()
         raise ValueError(
-            f"out of memory generating {batch} x {width}x{height} on {handle.device}: lower batch_size or "
-            "width/height, or load the pipeline with VAE tiling and attention slicing on (or CPU offload standalone)"
+            f"out of memory generating {req.batch_size} x {inputs.width}x{inputs.height} on {handle.device}: lower "
+            "batch_size or width/height, or load the pipeline with VAE tiling and attention slicing on (or CPU "
+            "offload standalone)"
         )
-    out = out.float().cpu()
-    if orig is not None:
-        out = _resize(out, orig.shape[2], orig.shape[3])
-        if full_mask is not None and req.preserve_unmasked:
-            soft = _feathered(full_mask, int(req.feather))
-            out = orig.repeat_interleave(batch, dim=0) * (1 - soft) + out * soft
-    return from_nchw(out), int(req.seed)
+    return out.float().cpu()
+
+
+def _paste_back(out, inputs: _Inputs, req: GenerateRequest):
+    """Back to the input's size; with preserve_unmasked, the unmasked pixels exactly as they were."""
+    if inputs.orig is None:
+        return out
+    out = _resize(out, inputs.orig.shape[2], inputs.orig.shape[3])
+    if inputs.full_mask is not None and req.preserve_unmasked:
+        soft = _feathered(inputs.full_mask, int(req.feather))
+        out = inputs.orig.repeat_interleave(int(req.batch_size), dim=0) * (1 - soft) + out * soft
+    return out
+
+
+def run(handle, mode: str, req: GenerateRequest, image=None, mask=None):
+    """Run one generation; returns (IMAGE float32 [N,H,W,3] CPU, seed). Reads as its stages:
+    route the mode, check the request, prepare the inputs, encode the prompt, denoise and
+    decode, paste back."""
+    mode, mask = _resolve_mode(handle, mode, mask)
+    req = resolve_defaults(handle, req)
+    _, style = handle.route(mode)
+    _check_request(req, needs_strength=style in ("strength", "mask") or (style == "full_mask" and mode != "txt2img"))
+    handle.ensure_device()
+    inputs = _prepare_inputs(handle, mode, style, req, image, mask)
+    pipe = handle.pipeline(mode)
+    pipe.scheduler = make_scheduler(handle.scheduler, handle.pipe.scheduler)  # fresh per call: Cancel never leaves it mid-state
+    out = _denoise_and_decode(handle, pipe, req, inputs, _encode_prompt(handle, pipe, req, inputs))
+    return from_nchw(_paste_back(out, inputs, req)), int(req.seed)
