@@ -5,6 +5,8 @@ depend on trained values; nothing is downloaded), 512x512, fp16, 20 steps, batch
 For each arm: seconds per image, steps/s, peak VRAM. Prints one JSON table.
 
     python bench/gpu.py [--steps 20] [--size 512] [--batches 1 4] [--arm-timeout 240]
+    python bench/gpu.py --families [sd1 sdxl sd3 flux flux2 qwen-image z-image chroma sana]
+        (every diffusion family at its native size and default steps: bench/gpu_families.py)
 
 Needs only torch, diffusers, transformers. Uses the pack's switches when it is importable,
 else applies them directly. Each arm runs in a try/except with a wall-clock budget.
@@ -124,6 +126,12 @@ def run_arm(arm, batch, args, dtype, device):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--families" in argv:  # every diffusion family at its native size (bench/gpu_families.py)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from gpu_families import main as families_main
+
+        return families_main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--size", type=int, default=512)
