@@ -24,6 +24,7 @@ from .errors import WorkflowError, malformed, unknown_class_message  # noqa: F40
 
 FRONTEND_ONLY = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode"})
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
+CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")  # the editor's seed control widget
 MODE_MUTED = 2
 MODE_BYPASS = 4
 
@@ -258,18 +259,36 @@ def _widget_values(node, schema: NodeSchema, errors) -> dict:
                     "(an input was removed since the workflow was saved; save it again to drop them)",
                     _describe(node), len(values), expected)
         values = list(values)[:expected]
-    if len(values) != expected:
-        layout = ", ".join(s.name + (" (+control_after_generate)" if s.has_control_value else "")
-                           + (" (+upload)" if s.options.get("image_upload") else "") for s in widgets)
-        errors.append(
-            f"{_describe(node)}: has {len(values)} widget values {values!r} but its widgets "
-            f"[{layout}] need {expected}: the node's inputs changed since the workflow was saved; "
-            "open it in the editor with this version of the pack and save it again")
-        return {}
     out, i = {}, 0
     for spec in widgets:
-        out[spec.name] = values[i]
+        control = values[i + 1] if spec.has_control_value and i + 1 < len(values) else None
+        if control is not None and control not in CONTROL_VALUES:  # the values are shifted: not the layout saved
+            layout = ", ".join(s.name + (" (+control_after_generate)" if s.has_control_value else "")
+                               + (" (+upload)" if s.options.get("image_upload") else "") for s in widgets)
+            errors.append(
+                f"{_describe(node)}: has {len(values)} widget values {values!r} but its widgets [{layout}] need "
+                f"{expected}, and {control!r} after {spec.name!r} is not a control_after_generate value: the node's "
+                "inputs changed since the workflow was saved; open it in the editor with this version of the pack "
+                "and save it again")
+            return {}
+        if i < len(values):
+            out[spec.name] = values[i]
+        else:  # saved before this input was added: the editor shows its default, and so do we
+            default = spec.options.get("default", (spec.combo_options or [None])[0])
+            if default is None:
+                layout = ", ".join(s.name + (" (+control_after_generate)" if s.has_control_value else "")
+                                   + (" (+upload)" if s.options.get("image_upload") else "") for s in widgets)
+                errors.append(
+                    f"{_describe(node)}: has {len(values)} widget values {values!r} but its widgets "
+                    f"[{layout}] need {expected}, and {spec.name!r} has no default: the node's inputs changed since "
+                    "the workflow was saved; open it in the editor with this version of the pack and save it again")
+                return {}
+            out[spec.name] = default
         i += spec.widget_value_count
+    if len(values) < expected:
+        log.warning("%s: has %d widget values but its widgets need %d: the widgets added since the workflow was "
+                    "saved get their defaults (as in the editor); save it again to store them",
+                    _describe(node), len(values), expected)
     return out
 
 

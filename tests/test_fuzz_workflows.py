@@ -199,12 +199,22 @@ def test_truncated_workflow_files_are_clear_errors(cut, dirs, tmp_path_factory):
     assert run_case(str(path), dirs[1], "file") == "error"
 
 
-def test_wrong_widget_count_in_a_ui_workflow_is_a_clear_error(dirs):
+def test_a_workflow_saved_before_widgets_were_added_gets_their_defaults(dirs, caplog):
+    """The editor shows a widget added since the workflow was saved with its default: so does the runner."""
     ui = json.loads((EXAMPLES / "variation.json").read_text())
+    classes = runner.node_class_mappings(None, {"LLMAssistBuildPrompt"})
+    full = runner.to_api_prompt(runner.load_workflow(json.loads(json.dumps(ui))), classes)
     node = next(n for n in ui["nodes"] if n["type"] == "LLMAssistBuildPrompt")
+    added = [n for n, e in classes["LLMAssistBuildPrompt"].INPUT_TYPES()["optional"].items()
+             if isinstance(e[1], dict) and "default" in e[1]][-3:]
     node["widgets_values"] = node["widgets_values"][:-3]
-    with pytest.raises(runner.WorkflowError, match="widget"):
-        runner.to_api_prompt(runner.load_workflow(ui), runner.node_class_mappings(None, {"LLMAssistBuildPrompt"}))
+    with caplog.at_level("WARNING"):
+        old = runner.to_api_prompt(runner.load_workflow(ui), classes)
+    assert "get their defaults" in caplog.text
+    inputs = old[str(node["id"])]["inputs"]
+    assert all(inputs[name] == classes["LLMAssistBuildPrompt"].INPUT_TYPES()["optional"][name][1]["default"]
+               for name in added)
+    assert {k: v for k, v in old.items() if k != str(node["id"])} == {k: v for k, v in full.items() if k != str(node["id"])}
 
 
 # ---------------------------------------------------------------- the CLI

@@ -285,7 +285,7 @@ def test_validate_inputs_replaces_builtin_checks_for_its_inputs():
 def test_wrong_widget_count_is_a_clear_error():
     ui = ui_chain()
     ui["nodes"][0]["widgets_values"] = ["cat", 5, "upper"]  # saved without the control value
-    with pytest.raises(runner.WorkflowError, match=r"node 1 \(ToyText\).*3 widget values.*need 4"):
+    with pytest.raises(runner.WorkflowError, match=r"node 1 \(ToyText\).*3 widget values.*need 4.*not a control"):
         runner.to_api_prompt(ui, TOYS)
 
 

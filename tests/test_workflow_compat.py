@@ -4,11 +4,9 @@ import json
 import logging
 from pathlib import Path
 
-import pytest
-
 from llm_assist import NODE_CLASS_MAPPINGS
 from llm_assist.runner.execute import node_class_mappings
-from llm_assist.runner.workflow import WorkflowError, to_api_prompt
+from llm_assist.runner.workflow import to_api_prompt
 
 CLASSES = node_class_mappings(NODE_CLASS_MAPPINGS)  # the pack's nodes and the runner's core stand-ins
 
@@ -33,12 +31,30 @@ def test_extract_keywords_saved_with_its_old_seed_widget_still_loads(caplog):
     assert "seed" not in old[str(node["id"])]["inputs"]
 
 
-def test_too_few_widget_values_is_still_an_error():
-    ui = json.loads((EXAMPLES / "variation.json").read_text(encoding="utf-8"))
-    node = _keywords_node(ui)
-    node["widgets_values"] = list(node["widgets_values"])[:-1]
-    with pytest.raises(WorkflowError, match="widget values"):
-        to_api_prompt(ui, CLASSES)
+def test_load_image_folder_saved_before_its_new_widgets_still_runs(caplog):
+    """Load Image Folder gained widgets at the end (max_side, load_images...): a workflow saved with
+    the old six values loads with their defaults, as the editor shows it."""
+    ui = json.loads((EXAMPLES / "dataset_captioning.json").read_text(encoding="utf-8"))
+    node = next(n for n in ui["nodes"] if n["type"] == "LLMAssistLoadImageFolder")
+    node["widgets_values"] = list(node["widgets_values"])[:6]
+    with caplog.at_level(logging.WARNING):
+        prompt = to_api_prompt(ui, CLASSES)
+    declared = {**NODE_CLASS_MAPPINGS["LLMAssistLoadImageFolder"].INPUT_TYPES()["required"],
+                **NODE_CLASS_MAPPINGS["LLMAssistLoadImageFolder"].INPUT_TYPES().get("optional", {})}
+    inputs = prompt[str(node["id"])]["inputs"]
+    widget_names = [n for n, e in declared.items() if len(e) > 1 and isinstance(e[1], dict) and "default" in e[1]]
+    for name in widget_names[6:]:
+        assert inputs[name] == declared[name][1]["default"], name
+    assert "get their defaults" in caplog.text
+
+
+def test_a_widget_without_default_missing_is_still_an_error():
+    from llm_assist.runner.workflow import InputSpec, NodeSchema, _widget_values
+
+    schema = NodeSchema("X", (InputSpec("a", "INT", {"default": 1}), InputSpec("b", "STRING", {})))
+    errors = []
+    assert _widget_values({"id": 1, "type": "X", "widgets_values": [5]}, schema, errors) == {}
+    assert errors and "'b' has no default" in errors[0]
 
 
 def test_no_node_without_randomness_gets_a_seed_control():
