@@ -178,7 +178,10 @@ def family_kwargs(handle, pipe, req: GenerateRequest, cfg: float, height: int, w
             kwargs["negative_prompt"] = negative
         elif negative and not spec.negative:
             log.info("%s is guidance-distilled: the negative prompt is not used", spec.label)
-    kwargs["max_sequence_length"] = spec.max_tokens
+    if spec.name != "other":  # other pipelines keep their own default length
+        kwargs["max_sequence_length"] = spec.max_tokens
+    if req.clip_skip:
+        kwargs["clip_skip"] = req.clip_skip  # SD3 (its CLIP encoders); dropped below where not accepted
     kwargs["use_resolution_binning"] = False  # Sana: draw the asked size, not the nearest trained bin
     kwargs["_auto_resize"] = False  # FLUX Kontext: keep the input's size ...
     kwargs["max_area"] = height * width  # ... and the output's
@@ -289,10 +292,10 @@ def _prepare_inputs(handle, mode: str, style: str, req: GenerateRequest, image, 
         full_mask = m.repeat_interleave(batch, dim=0)
     if style == "reference":
         extra = {"image": pixels}
-        if handle.family == "flux2":  # FLUX.2: a list of PIL reference images for one picture
+        if handle.family == "flux2" or handle.variant == "edit":  # FLUX.2, Qwen-Image-Edit: PIL references
             if b > 1:
-                raise ValueError(f"FLUX.2 reads its input images as references for one picture: connect one image "
-                                 f"(got a batch of {b}); use batch_size for several results")
+                raise ValueError(f"{handle.spec.label} reads its input images as references for one picture: connect "
+                                 f"one image (got a batch of {b}); use batch_size for several results")
             extra = {"image": to_pil(from_nchw(pixels[:1]))}
         if handle.variant == "instruct":
             extra["image_guidance_scale"] = float(req.image_guidance_scale)
