@@ -317,6 +317,269 @@ def _ours(url: str) -> list[dict]:
     return [m for m in _get(f"{url}/llma_probe/loaded") if m["class"] in ("Captioner", "StableDiffusionPipeline")]
 
 
+def _free(url: str, flags: dict) -> None:
+    """POST /free once the worker idles. ComfyUI 0.3.64 reads the flags right after a prompt and
+    then waits on its queue; a flag set in between is only seen at the next wake-up (up to 1000 s
+    later), so wait for the queue to be empty, post, and post again if nothing happened."""
+    time.sleep(1.5)
+    for _attempt in range(3):
+        _post(f"{url}/free", flags)
+        deadline = time.time() + 10
+        while _ours(url) and time.time() < deadline:
+            time.sleep(0.5)
+        if not _ours(url):
+            return
+
+
+def test_our_models_are_comfyuis_loaded_models_and_free_releases_them(comfyui_live):
+    url, log_path, proc, big_bytes = comfyui_live
+    got = _run_ws(url, _memory_prompt(seed=1))
+    assert got["error"] is None, got["error"]
+    loaded = {m["class"]: m["size"] for m in _ours(url)}
+    assert set(loaded) == {"Captioner", "StableDiffusionPipeline"}, _get(f"{url}/llma_probe/loaded")
+    assert loaded["Captioner"] == big_bytes and loaded["StableDiffusionPipeline"] > 1_000_000
+    ours = sum(loaded.values())
+
+    before = _rss(proc.pid)
+    _free(url, {"unload_models": True, "free_memory": True})
+    assert not _ours(url), "POST /free left our models registered"
+    time.sleep(2.0)  # the worker's gc after /free
+    after = _rss(proc.pid)
+    print(f"RSS before /free {before / 1e6:.1f} MB, after {after / 1e6:.1f} MB, "
+          f"fell {(before - after) / 1e6:.1f} MB; our models {ours / 1e6:.1f} MB")
+    assert before - after >= ours, (before, after, ours)
+
+    again = _run_ws(url, _memory_prompt(seed=1))  # the same workflow runs again: reloaded transparently
+    assert again["error"] is None, again["error"]
+    assert {m["class"] for m in _ours(url)} == {"Captioner", "StableDiffusionPipeline"}
+
+
+def test_unload_models_keeps_handles_and_reloads_them(comfyui_live):
+    """'Unload Models' only (ComfyUI keeps the loader nodes' cached outputs): the next run with a
+    new seed re-runs Caption/Generate on the same handles, whose weights come back from disk."""
+    url, _log, _proc, _big = comfyui_live
+    assert _run_ws(url, _memory_prompt(seed=2))["error"] is None
+    _free(url, {"unload_models": True})
+    assert not _ours(url)
+    got = _run_ws(url, _memory_prompt(seed=3))
+    assert got["error"] is None, got["error"]
+    assert {m["class"] for m in _ours(url)} == {"Captioner", "StableDiffusionPipeline"}
+
+
+def test_preview_auto_sends_a_preview_per_step_and_caption_text(comfyui_live):
+    url, _log, _proc, _big = comfyui_live
+    steps = 3
+    got = _run_ws(url, _memory_prompt(seed=4, steps=steps))
+    assert got["error"] is None, got["error"]
+    assert got["progress"].get("6") == list(range(1, steps + 1)), got["progress"]
+    assert got["previews"] == steps  # latent2rgb (comfy.latent_formats.SD15), no tiny VAE loaded
+    assert any(node == "3" for node, _text in got["texts"]), got["texts"]  # Caption Image's text so far
+
+
+def test_preview_none_sends_progress_but_no_previews(comfyui):
+    url, _ = comfyui
+    steps = 3
+    got = _run_ws(url, _memory_prompt(seed=5, steps=steps) | {
+        "2": {"class_type": "LLMAssistLoadCaptioner",
+              "inputs": {**_node_defaults("LLMAssistLoadCaptioner"), "model": "tiny-vit-gpt2", "device": "cpu", "dtype": "fp32"}}})
+    assert got["error"] is None, got["error"]
+    assert got["progress"].get("6") == list(range(1, steps + 1)), got["progress"]
+    assert got["previews"] == 0
+
+
+# ------------------------------------------------------------------ memory manager and previews (issue 10)
+PROBE = """
+import comfy.model_management as mm
+from aiohttp import web
+from server import PromptServer
+
+
+@PromptServer.instance.routes.get("/llma_probe/loaded")
+async def loaded(request):
+    out = []
+    for entry in list(mm.current_loaded_models):
+        patcher = entry.model
+        if patcher is not None:
+            out.append({"class": type(patcher.model).__name__, "size": int(entry.model_memory()), "device": str(entry.device)})
+    return web.json_response(out)
+
+
+NODE_CLASS_MAPPINGS = {}
+"""
+
+
+def _node_defaults(node_id: str) -> dict:
+    """A node's widget defaults (API format inputs)."""
+    spec = NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
+    out = {}
+    for section in ("required", "optional"):
+        for name, value in (spec.get(section) or {}).items():
+            options = value[1] if len(value) > 1 and isinstance(value[1], dict) else {}
+            if isinstance(value[0], list):
+                out[name] = options.get("default", value[0][0])
+            elif "default" in options:
+                out[name] = options["default"]
+    return out
+
+
+def _build_big_captioner(folder: Path) -> int:
+    """A ViT-GPT2 captioner with a 768-wide, 4-layer decoder (about 150 MB fp32): big enough for
+    RSS to show it, fast to caption a few tokens. Returns its parameter + buffer bytes."""
+    import torch
+    from transformers import (GenerationConfig, GPT2Config, ViTConfig, ViTImageProcessor, VisionEncoderDecoderConfig,
+                              VisionEncoderDecoderModel)
+
+    from llm_assist.core.tiny_models import gpt2_tokenizer
+
+    tok = gpt2_tokenizer()
+    eos = tok.eos_token_id
+    decoder = GPT2Config(vocab_size=len(tok), n_embd=768, n_layer=4, n_head=8, n_positions=64, add_cross_attention=True,
+                         is_decoder=True, bos_token_id=eos, eos_token_id=eos)
+    encoder = ViTConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8)
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    config.decoder_start_token_id = config.pad_token_id = config.eos_token_id = eos
+    torch.manual_seed(0)
+    model = VisionEncoderDecoderModel(config=config).eval()
+    model.generation_config = GenerationConfig(decoder_start_token_id=eos, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+@contextlib.contextmanager
+def _server(base: Path, *extra: str):
+    port = _free_port()
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    log_path = base / "comfyui.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
+             "--disable-auto-launch", "--database-url", "sqlite:///:memory:", *extra],
+            cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"ComfyUI exited: {log_path.read_text()[-3000:]}")
+            try:
+                _get(f"{url}/system_stats", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail(f"ComfyUI did not start: {log_path.read_text()[-3000:]}")
+        yield url, log_path, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def comfyui_live(tmp_path_factory, tiny_models):
+    """A ComfyUI started with --preview-method auto (default caching), the tiny models, a ~150 MB
+    captioner and a probe route that lists comfy.model_management.current_loaded_models."""
+    base = tmp_path_factory.mktemp("comfy-live")
+    (base / "custom_nodes").mkdir()
+    (base / "custom_nodes" / "comfyui-llm-assist").symlink_to(REPO, target_is_directory=True)
+    (base / "custom_nodes" / "llma_probe").mkdir()
+    (base / "custom_nodes" / "llma_probe" / "__init__.py").write_text(PROBE)
+    models = base / "models"
+    models.mkdir()
+    for kind in Path(tiny_models).iterdir():
+        if kind.is_dir() and kind.name != "LLM":
+            (models / kind.name).symlink_to(kind, target_is_directory=True)
+    (models / "LLM").mkdir()
+    for model in (Path(tiny_models) / "LLM").iterdir():
+        (models / "LLM" / model.name).symlink_to(model, target_is_directory=True)
+    big_bytes = _build_big_captioner(models / "LLM" / "big-vit-gpt2")
+    from llm_assist.core.sample_images import write_example_images
+
+    write_example_images(base / "input", size=64)
+    with _server(base, "--preview-method", "auto") as (url, log_path, proc):
+        yield url, log_path, proc, big_bytes
+
+
+def _post(url: str, payload: dict, timeout: float = 30.0):
+    request = urllib.request.Request(url, data=json.dumps(payload).encode("utf-8"), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback only
+        body = response.read().decode("utf-8")
+    return json.loads(body) if body.strip() else {}
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def _memory_prompt(seed: int = 1, steps: int = 2) -> dict:
+    loader = {**_node_defaults("LLMAssistLoadCaptioner"), "model": "big-vit-gpt2", "device": "cpu", "dtype": "fp32"}
+    caption = {**_node_defaults("LLMAssistCaptionImage"), "captioner": ["2", 0], "image": ["1", 0], "max_new_tokens": 4, "seed": seed}
+    pipeline = {**_node_defaults("LLMAssistLoadPipeline"), "model": "tiny-sd15", "device": "cpu", "dtype": "fp32"}
+    generate = {**_node_defaults("LLMAssistGenerate"), "pipeline": ["5", 0], "seed": seed, "steps": steps, "width": 64,
+                "height": 64, "positive": "a cat"}
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+        "2": {"class_type": "LLMAssistLoadCaptioner", "inputs": loader},
+        "3": {"class_type": "LLMAssistCaptionImage", "inputs": caption},
+        "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}},
+        "5": {"class_type": "LLMAssistLoadPipeline", "inputs": pipeline},
+        "6": {"class_type": "LLMAssistGenerate", "inputs": generate},
+        "7": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}},
+    }
+
+
+def _run_ws(url: str, prompt: dict, timeout: float = 300.0) -> dict:
+    """Submit ``prompt`` with a websocket client attached; returns what the client received."""
+    import uuid
+
+    websocket = pytest.importorskip("websocket")
+    client_id = uuid.uuid4().hex
+    ws = websocket.create_connection(f"ws://{url.split('://', 1)[1]}/ws?clientId={client_id}", timeout=timeout)
+    try:
+        prompt_id = _post(f"{url}/prompt", {"prompt": prompt, "client_id": client_id})["prompt_id"]
+        got = {"progress": {}, "previews": 0, "texts": [], "error": None}
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            message = ws.recv()
+            if isinstance(message, bytes):
+                event = int.from_bytes(message[:4], "big")
+                if event == 1:  # PREVIEW_IMAGE
+                    got["previews"] += 1
+                elif event == 3:  # TEXT: node id length, node id, text
+                    n = int.from_bytes(message[4:8], "big")
+                    got["texts"].append((message[8:8 + n].decode(), message[8 + n:].decode("utf-8", "replace")))
+                continue
+            data = json.loads(message)
+            kind, body = data.get("type"), data.get("data", {})
+            if body.get("prompt_id") not in (None, prompt_id):
+                continue
+            if kind == "progress":
+                got["progress"].setdefault(str(body["node"]), []).append(body["value"])
+            elif kind == "execution_error":
+                got["error"] = body
+                break
+            elif kind == "executing" and body.get("node") is None and body.get("prompt_id") == prompt_id:
+                break
+        else:
+            pytest.fail("the prompt did not finish over the websocket")
+        return got
+    finally:
+        ws.close()
+
+
+def _ours(url: str) -> list[dict]:
+    return [m for m in _get(f"{url}/llma_probe/loaded") if m["class"] in ("Captioner", "StableDiffusionPipeline")]
+
+
 def test_our_models_are_comfyuis_loaded_models_and_free_releases_them(comfyui_live):
     url, log_path, proc, big_bytes = comfyui_live
     got = _run_ws(url, _memory_prompt(seed=1))
