@@ -7,7 +7,8 @@ of ``python -m llm_assist make-tiny-models`` (layout in docs/ARCHITECTURE.md) fo
 the first combo input its INPUT_TYPES declares. A pipeline that feeds a Repair node, or whose
 current choice names an inpainting model, gets the 9-channel tiny inpaint pipeline; one whose choice
 names FLUX.1 gets the tiny FLUX.1 pipeline. Load Image
-Folder nodes get ``path=image_folder`` when one is given. Used by the tests, the demo and the ComfyUI integration test.
+Folder nodes get ``path=image_folder`` and Connect Model Server nodes ``base_url=server_url`` when
+one is given. Used by the tests, the demo and the ComfyUI integration test.
 """
 from __future__ import annotations
 
@@ -71,12 +72,14 @@ def _current_value(workflow, node_id: str, name: str, schema):
     return None
 
 
-def tiny_model_sets(workflow_path, image_folder: str | None = None, node_classes=None) -> list[str]:
+def tiny_model_sets(workflow_path, image_folder: str | None = None, node_classes=None,
+                    server_url: str | None = None) -> list[str]:
     """``NODE_ID.INPUT=VALUE`` items switching every loader of the workflow to the tiny models.
 
     ``image_folder``, when given, is set as the path of every Load Image Folder node; by default the
     path saved in the workflow stays (the examples use ``dataset`` in the input folder, which
-    ``core.sample_images.write_example_images`` fills).
+    ``core.sample_images.write_example_images`` fills). ``server_url``, when given, is set as the
+    base_url of every Connect Model Server node (e.g. a test's ``transformers serve``).
     """
     from .execute import node_class_mappings  # noqa: PLC0415
 
@@ -98,6 +101,9 @@ def tiny_model_sets(workflow_path, image_folder: str | None = None, node_classes
             continue
         if ctype == "LLMAssistLoadImageFolder" and image_folder is not None and schema.input("path"):
             sets.append(f"{node_id}.path={image_folder}")
+            continue
+        if ctype == "LLMAssistConnectModelServer" and server_url is not None and schema.input("base_url"):
+            sets.append(f"{node_id}.base_url={server_url}")
             continue
         returns = [t for t in schema.outputs if t in TINY_BY_RETURN]
         name = _model_input(schema)

@@ -7,7 +7,8 @@ thumbnail, and the runner converts each to an API prompt. Headless: every workfl
 native_bridge (which needs ComfyUI's own sampler) runs end to end with only its model choices
 (and the dataset folder) switched by runner.tiny_sets; natural_prompt runs with its native-sampler
 branch muted (runner.tiny_sets.without_native_branch: no sampler here, and ComfyUI cannot load the tiny
-checkpoint; tests/test_comfyui_integration.py runs the rest in a real ComfyUI).
+checkpoint; tests/test_comfyui_integration.py runs the rest in a real ComfyUI). model_server runs
+against the session's real ``transformers serve`` (conftest ``serve``), its base_url switched to it.
 """
 import json
 import re
@@ -27,15 +28,15 @@ from llm_assist.tools.workflow_graph import CORE_NODES, accepts, schema
 REPO = Path(llm_assist.__file__).resolve().parent
 FOLDER = REPO / "example_workflows"
 NAMES = ["variation", "enhancement", "repair", "editing", "evaluation_loop", "dataset_captioning", "native_bridge",
-         "natural_prompt"]
-HEADLESS = [n for n in NAMES if n != "native_bridge"]
+         "natural_prompt", "model_server"]
+HEADLESS = [n for n in NAMES if n not in ("native_bridge", "model_server")]  # model_server: its own test
 
 
 def _load(name):
     return json.loads((FOLDER / f"{name}.json").read_text(encoding="utf-8"))
 
 
-def test_the_eight_workflows_and_nothing_else():
+def test_the_example_workflows_and_nothing_else():
     assert sorted(p.stem for p in FOLDER.glob("*.json")) == sorted(NAMES)
     assert sorted(build_workflows.WORKFLOWS) == sorted(NAMES)
 
@@ -116,6 +117,9 @@ def test_tiny_sets_switch_every_loader():
     assert tiny_model_sets(FOLDER / "native_bridge.json")[-1].endswith(".ckpt_name=tiny-sd15.safetensors")
     natural = sorted(s.split("=")[1] for s in tiny_model_sets(FOLDER / "natural_prompt.json"))
     assert natural == ["tiny-blip", "tiny-flux", "tiny-sd15.safetensors"]
+    assert tiny_model_sets(FOLDER / "model_server.json") == []  # no model combo: the server decides
+    served = tiny_model_sets(FOLDER / "model_server.json", server_url="http://127.0.0.1:9/v1")
+    assert [s.split(".", 1)[1] for s in served] == ["base_url=http://127.0.0.1:9/v1"]
     folder = tiny_model_sets(FOLDER / "dataset_captioning.json", image_folder="/data/x")
     assert any(s.endswith(".path=/data/x") for s in folder)
     assert not any(".path=" in s for s in tiny_model_sets(FOLDER / "dataset_captioning.json", image_folder=None))
@@ -201,3 +205,24 @@ def test_runs_headless_with_tiny_models(name, run_env):
     if name == "enhancement":
         metrics = json.loads(texts[_titled(name, "Metrics (source vs enhanced)")][0])
         assert metrics["count"] == 1 and 0 < metrics["mean"]["mse"] < 1
+
+
+def test_model_server_example_runs_headless_through_transformers_serve(run_env, serve):
+    """Connect Model Server -> Caption Image -> keywords -> Build Prompt / Expand Prompt with the session's
+    real transformers serve (a tiny vision-language model): only base_url is switched, no model loads here."""
+    inputs, output = run_env
+    name = "model_server"
+    workflow = FOLDER / f"{name}.json"
+    sets = tiny_model_sets(workflow, server_url=serve.url)
+    assert len(sets) == 1 and sets[0].endswith(f".base_url={serve.url}"), sets
+    result = run_workflow(workflow, sets=sets, output_dir=output, input_dir=inputs)
+    texts = _texts(result)
+    for node_id in (str(n["id"]) for n in _load(name)["nodes"] if n["type"] == "PreviewAny"):
+        assert len(texts[node_id]) == 1 and texts[node_id][0].strip(), (node_id, texts.get(node_id))
+    assert Path(serve.model).name in texts[_titled(name, "Server models")][0]  # listed by the server
+    caption = texts[_titled(name, "Caption")][0]
+    assert caption.strip() and not result.files  # text only: nothing saved
+    # temperature 0 (the example's default) on the same server: a second run gives the same texts
+    clear_caches()
+    again = _texts(run_workflow(workflow, sets=sets, output_dir=output, input_dir=inputs))
+    assert again == texts

@@ -238,8 +238,38 @@ def natural_prompt(g: Graph) -> None:
     g.add("PreviewAny", title="Build Prompt report", source=prompt["report"])
 
 
+SERVER_URL = "http://127.0.0.1:8000/v1"  # vLLM / transformers serve; tests switch it to their own server
+
+
+def model_server(g: Graph) -> None:
+    g.note("## Model server\n\nCaption and expand with models running in an OpenAI-compatible server instead of "
+           "in ComfyUI: Connect Model Server gives a captioner and a language model, wired like the in-process "
+           "loaders' into Caption Image -> Extract Keywords -> Build Prompt and Expand Prompt.\n\n"
+           "**base_url** per server (this machine): Ollama `http://127.0.0.1:11434/v1`, llama.cpp llama-server "
+           "`http://127.0.0.1:8080/v1`, LM Studio `http://127.0.0.1:1234/v1`, vLLM and `transformers serve` "
+           "`http://127.0.0.1:8000/v1`. **model** empty uses the first model the server lists (the `models` output "
+           "shows them all after a run); captioning needs a vision model (e.g. `llava`, `qwen2.5vl` on Ollama).\n\n"
+           "**Other hosts**: only loopback works until the ComfyUI server's owner lists the host in "
+           "`LLM_ASSIST_SERVER_HOSTS` (README, Owner settings): a shared workflow cannot make ComfyUI call "
+           "arbitrary URLs.\n\n**API keys** come only from the owner's settings, `LLM_ASSIST_API_KEY_ENV` (the name "
+           "of an environment variable) or `LLM_ASSIST_API_KEY_FILE` (a file): never from a widget, so a key is "
+           "never saved in a workflow or an image.")
+    image = g.add("LoadImage", image="example.png")
+    server = g.add("LLMAssistConnectModelServer", base_url=SERVER_URL, model="")
+    caption = g.add("LLMAssistCaptionImage", captioner=server["captioner"], image=image["IMAGE"],
+                    instruction="detailed", max_new_tokens=60, seed=SEED)
+    keywords = g.add("LLMAssistExtractKeywords", caption=caption["caption"], top_k=10)
+    prompt = _prompt(g, keywords)
+    expanded = g.add("LLMAssistExpandPrompt", language_model=server["language_model"], keywords=keywords["keywords"],
+                     seed=SEED, max_new_tokens=60)
+    g.add("PreviewAny", title="Server models", source=server["models"])
+    g.add("PreviewAny", title="Caption", source=caption["caption"])
+    g.add("PreviewAny", title="Prompt", source=prompt["positive"])
+    g.add("PreviewAny", title="LLM-expanded prompt", source=expanded["prompt"])
+
+
 WORKFLOWS = {f.__name__: f for f in (variation, enhancement, repair, editing, evaluation_loop,
-                                     dataset_captioning, native_bridge, natural_prompt)}
+                                     dataset_captioning, native_bridge, natural_prompt, model_server)}
 
 
 def build(name: str) -> dict:

@@ -162,7 +162,7 @@ async function screenshot(file) {
 // nodes it feeds where they fit, at a zoom that stays legible in the template browser's 256 px card.
 const PANEL_WIDTH = 900, MARGIN = 16, THUMB_PX = 512, THUMB_MAX = 640;
 const RESULT_TYPES = ['LLMAssistMetricsReport', 'LLMAssistEdit', 'LLMAssistRepair', 'LLMAssistEnhance',
-  'LLMAssistGenerate', 'KSampler', 'LLMAssistSaveCaptions', 'LLMAssistCaptionImage'];
+  'LLMAssistGenerate', 'KSampler', 'LLMAssistSaveCaptions', 'LLMAssistConnectModelServer', 'LLMAssistCaptionImage'];
 
 async function layout() {
   return page.evaluate(() => {

@@ -12,11 +12,15 @@
    headless runner's ``to_api_prompt`` of the same file, using the server's /object_info.
 4. ``--execute``: queues the editor's prompt of every workflow but native_bridge on the server,
    loaders switched to the tiny models and native-sampler branches left out (ComfyUI cannot load
-   the tiny checkpoint), and waits for it to finish without error.
+   the tiny checkpoint), and waits for it to finish without error. Workflows with a Connect Model
+   Server node run only with ``--server-url`` (an OpenAI-compatible server on 127.0.0.1, set as
+   their base_url); without it they are listed as skipped.
 5. ``--thumbnails``: writes the README figures docs/figures/<name>-<i>.png (the graph at the editor's
    100 % zoom, in panels of whole node columns) and the template thumbnails example_workflows/<name>.jpg
    (the node that makes the result, legible in the template browser's 256 px card), and the README
    lines for the figures (<out>/figures.md).
+
+``--only NAME[,NAME]``: execute and write figures of these workflows only (all are still loaded and checked).
 
 Needs: a ComfyUI checkout with its own Python (COMFYUI_DIR / COMFYUI_PYTHON), Node.js with
 playwright-core (PLAYWRIGHT_NODE_MODULES) and Chromium (CHROMIUM). Never commit what it starts.
@@ -114,7 +118,8 @@ def compare_prompts(url: str, out: Path) -> dict:
     return result
 
 
-def execute(url: str, out: Path, timeout: float = 600.0) -> dict:
+def execute(url: str, out: Path, timeout: float = 600.0, server_url: str | None = None,
+            only: set | None = None) -> dict:
     """Queue the editor's prompt of each workflow (tiny models) and wait: name -> status text."""
     from ..runner.tiny_sets import tiny_model_sets, without_native_branch
     from ..runner.workflow import apply_sets
@@ -122,13 +127,17 @@ def execute(url: str, out: Path, timeout: float = 600.0) -> dict:
     object_info = _get(f"{url}/object_info", timeout=60)
     status = {}
     for path in sorted(WORKFLOWS.glob("*.json")):
-        if path.stem == "native_bridge":
+        if path.stem == "native_bridge" or (only and path.stem not in only):
             continue
         prompt = json.loads((out / f"{path.stem}.prompt.json").read_text())
         workflow = json.loads(path.read_text())
+        if server_url is None and any(n.get("type") == "LLMAssistConnectModelServer" for n in workflow["nodes"]):
+            status[path.stem] = "skipped: needs a model server (--server-url)"
+            continue
         for node_id in without_native_branch(workflow)[1]:  # ComfyUI cannot load the tiny checkpoint
             prompt.pop(str(node_id), None)
-        apply_sets(prompt, [s for s in tiny_model_sets(path) if s.split(".", 1)[0] in prompt], object_info)
+        sets = tiny_model_sets(path, server_url=server_url)
+        apply_sets(prompt, [s for s in sets if s.split(".", 1)[0] in prompt], object_info)
         try:
             queued = _post(f"{url}/prompt", {"prompt": prompt, "client_id": "llm-assist-editor-check",
                                              "extra_data": {"extra_pnginfo": {"workflow": workflow}}})
@@ -150,7 +159,7 @@ def execute(url: str, out: Path, timeout: float = 600.0) -> dict:
     return status
 
 
-def thumbnails(report: dict) -> list[Path]:
+def thumbnails(report: dict, only: set | None = None) -> list[Path]:
     """Write the README figures and the template thumbnails from the editor's shots (``--figures``).
 
     docs/figures/<name>-<i>.png: panels of whole node columns at the editor's 100 % zoom, at most about
@@ -165,7 +174,7 @@ def thumbnails(report: dict) -> list[Path]:
     figures.mkdir(parents=True, exist_ok=True)
     for name, result in sorted(report["workflows"].items()):
         shots = result.get("figures")
-        if not shots:
+        if not shots or (only and name not in only):
             continue
         keep = set()
         for index, panel in enumerate(shots["panels"], start=1):
@@ -184,12 +193,14 @@ def thumbnails(report: dict) -> list[Path]:
     return written
 
 
-def figures_markdown(report: dict) -> str:
+def figures_markdown(report: dict, only: set | None = None) -> str:
     """The README lines for the figures: a collapsible block per workflow (in the README table's order)."""
     readme = REPO / "README.md"
     order = re.findall(r"\(example_workflows/(\w+)\.json\)", readme.read_text()) if readme.is_file() else []
     lines = []
     for name in sorted(report["workflows"], key=lambda n: (order.index(n) if n in order else len(order), n)):
+        if only and name not in only:
+            continue
         panels = (report["workflows"][name].get("figures") or {}).get("panels", [])
         if not panels:
             continue
@@ -212,6 +223,8 @@ def main(argv=None) -> int:
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
     parser.add_argument("--thumbnails", action="store_true", help="write the .jpg thumbnails and docs/figures/*.png")
     parser.add_argument("--execute", action="store_true", help="also run the editor's prompts on the server")
+    parser.add_argument("--server-url", help="with --execute: base_url for Connect Model Server nodes (127.0.0.1)")
+    parser.add_argument("--only", help="execute / write figures of these workflows only (comma list)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -231,16 +244,18 @@ def main(argv=None) -> int:
         for name, diffs in report["prompt_differences"].items():
             print(f"{'ok  ' if not diffs else 'FAIL'} {name}: editor prompt == runner prompt" + (f": {diffs}" if diffs else ""))
         ok = code == 0 and not any(report["prompt_differences"].values())
+        only = {n.strip() for n in args.only.split(",") if n.strip()} if args.only else None
         if args.execute:
-            report["executed"] = execute(url, args.out)
+            report["executed"] = execute(url, args.out, server_url=args.server_url, only=only)
             for name, state in report["executed"].items():
-                print(f"{'ok  ' if state.startswith('success') else 'FAIL'} {name}: executed in ComfyUI: {state}")
-            ok = ok and all(s.startswith("success") for s in report["executed"].values())
+                mark = "ok  " if state.startswith("success") else "skip" if state.startswith("skipped") else "FAIL"
+                print(f"{mark} {name}: executed in ComfyUI: {state}")
+            ok = ok and all(s.startswith(("success", "skipped")) for s in report["executed"].values())
         (args.out / "report.json").write_text(json.dumps(report, indent=2))
         if args.thumbnails:
-            for path in thumbnails(report):
+            for path in thumbnails(report, only):
                 print(f"wrote {path.relative_to(REPO)}")
-            (args.out / "figures.md").write_text(figures_markdown(report) + "\n")
+            (args.out / "figures.md").write_text(figures_markdown(report, only) + "\n")
             print(f"README figure lines: {args.out / 'figures.md'}")
         print(f"editor check {'passed' if ok else 'FAILED'}; report: {args.out / 'report.json'}")
         return 0 if ok else 1
