@@ -11,6 +11,7 @@ FLUX.2 is built as FLUX.2 Klein (Qwen3 encoder, 28 tiny layers so its default hi
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections import Counter
@@ -26,7 +27,7 @@ _VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|vide
 # --- tokenizers ----------------------------------------------------------------------------
 def t5_tokenizer():
     """Unigram T5 tokenizer: the 200 most frequent corpus words (as '▁word') plus single characters."""
-    from transformers import T5Tokenizer
+    from transformers import T5TokenizerFast
 
     lines = tm.corpus()
     words = Counter(w for line in lines for w in line.lower().split())
@@ -36,7 +37,20 @@ def t5_tokenizer():
     vocab += [("▁" + w, math.log(c / total)) for w, c in sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))[:200]]
     vocab += [(c, -10.0) for c in chars]
     unique = list({piece: (piece, score) for piece, score in reversed(vocab)}.values())[::-1]
-    return T5Tokenizer(vocab=unique, extra_ids=0, model_max_length=512)
+    if "vocab_file" not in inspect.signature(T5TokenizerFast.__init__).parameters:  # transformers 5
+        from transformers import T5Tokenizer
+
+        return T5Tokenizer(vocab=unique, extra_ids=0, model_max_length=512)
+    # transformers 4.x: the slow T5Tokenizer reads a sentencepiece file; the fast one takes the
+    # same unigram model as a tokenizers object (metaspace words, "</s>" appended like T5's)
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    backend = Tokenizer(models.Unigram(unique, unk_id=2))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁")
+    backend.decoder = decoders.Metaspace(replacement="▁")
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                           special_tokens=[("</s>", 1)])
+    return T5TokenizerFast(tokenizer_object=backend, extra_ids=0, model_max_length=512)
 
 
 def gemma_tokenizer():
@@ -57,8 +71,8 @@ def qwen_tokenizer():
 
     merges = list(tm._train_merges(340))
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *_VISION_TOKENS]
-    tok = Qwen2Tokenizer(vocab=tm._bpe_vocab(merges, specials), merges=merges, model_max_length=4096,
-                         eos_token="<|im_end|>", pad_token="<|endoftext|>", additional_special_tokens=specials[1:])
+    tok = tm.make_tokenizer(Qwen2Tokenizer, tm._bpe_vocab(merges, specials), merges, model_max_length=4096,
+                            eos_token="<|im_end|>", pad_token="<|endoftext|>", additional_special_tokens=specials[1:])
     tok.chat_template = tm.CHATML
     return tok
 
@@ -158,14 +172,19 @@ def _flux_transformer(seed, in_channels=16, out_channels=None):
     from diffusers import FluxTransformer2DModel
 
     torch.manual_seed(seed)
-    return FluxTransformer2DModel(patch_size=1, in_channels=in_channels, out_channels=out_channels, num_layers=1,
-                                  num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-                                  joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8])
+    out = {} if out_channels is None else {"out_channels": out_channels}  # (no such argument before diffusers 0.32)
+    return FluxTransformer2DModel(patch_size=1, in_channels=in_channels, num_layers=1, num_single_layers=1,
+                                  attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                  pooled_projection_dim=32, axes_dims_rope=[4, 4, 8], **out)
 
 
 def flux_pipelines():
-    """(FLUX.1, FLUX.1 Fill, FLUX.1 Kontext) sharing text encoders, tokenizers and VAE."""
-    from diffusers import FluxFillPipeline, FluxKontextPipeline, FluxPipeline
+    """(FLUX.1, FLUX.1 Fill, FLUX.1 Kontext) sharing text encoders, tokenizers and VAE; None for a
+    variant the installed diffusers lacks (Fill from 0.32, Kontext from 0.34)."""
+    import diffusers
+    from diffusers import FluxPipeline
+
+    fill, kontext = getattr(diffusers, "FluxFillPipeline", None), getattr(diffusers, "FluxKontextPipeline", None)
 
     tok, t5_tok = tm.clip_tokenizer(), t5_tokenizer()
     parts = dict(vae=_vae(30, 4, shift_factor=0.1159, scaling_factor=0.3611, use_quant_conv=False,
@@ -174,8 +193,8 @@ def flux_pipelines():
                  scheduler=_flow_scheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15))
     # Fill: packed latents (4x4) + packed masked-image latents (4x4) + packed 8x8 mask (64x4).
     return (FluxPipeline(transformer=_flux_transformer(33), **parts),
-            FluxFillPipeline(transformer=_flux_transformer(34, in_channels=16 + 16 + 256, out_channels=16), **parts),
-            FluxKontextPipeline(transformer=_flux_transformer(35), **parts))
+            fill and fill(transformer=_flux_transformer(34, in_channels=16 + 16 + 256, out_channels=16), **parts),
+            kontext and kontext(transformer=_flux_transformer(35), **parts))
 
 
 def flux2_klein_pipeline():
@@ -296,6 +315,25 @@ def sana_pipeline():
                         scheduler=_flow_scheduler(shift=3.0))
 
 
+# the diffusers pipeline class each tiny family folder is saved as (absent from older diffusers:
+# the folder is then not built, and its tests skip naming the class)
+PIPELINE_CLASSES = {
+    "tiny-sd2": "StableDiffusionPipeline", "tiny-sdxl": "StableDiffusionXLPipeline",
+    "tiny-sd3": "StableDiffusion3Pipeline", "tiny-flux": "FluxPipeline", "tiny-flux-fill": "FluxFillPipeline",
+    "tiny-flux-kontext": "FluxKontextPipeline", "tiny-flux2-klein": "Flux2KleinPipeline",
+    "tiny-qwen-image": "QwenImagePipeline", "tiny-z-image": "ZImagePipeline", "tiny-chroma": "ChromaPipeline",
+    "tiny-sana": "SanaPipeline",
+}
+
+
+def missing_class(name: str) -> str:
+    """The pipeline class of tiny folder ``name`` when the installed diffusers lacks it, else ""."""
+    import diffusers
+
+    cls = PIPELINE_CLASSES.get(name, "")
+    return "" if not cls or hasattr(diffusers, cls) else cls
+
+
 def build_families(out: Path, wanted: set[str]) -> None:
     """Save the wanted ``tiny_models.FAMILY_PARTS`` under ``out/diffusers``.
 
@@ -311,7 +349,9 @@ def build_families(out: Path, wanted: set[str]) -> None:
     flux = ("tiny-flux", "tiny-flux-fill", "tiny-flux-kontext")
     if wanted & set(flux):
         for name, pipe in zip(flux, _save(flux_pipelines, None) or ()):
-            if name in wanted:
+            if name in wanted and pipe is None:
+                log.warning("tiny models: skipping %s: the installed diffusers has no pipeline for it", name)
+            elif name in wanted:
                 pipe.save_pretrained(out / "diffusers" / name)
 
 

@@ -222,12 +222,22 @@ def _load_denoiser_file(path: str, config_dir: str, family: str, dtype, local_on
         raise ValueError(f"config {Path(config_dir).name} is not a diffusers pipeline folder with a transformer "
                          f"(model_index.json: {index.get('_class_name')!r}): choose the diffusers folder of the same model")
     model_cls = getattr(diffusers, index[component][1])
+    dtype_arg = hf_loading.dtype_kwarg("diffusers", dtype)
     try:
-        model = model_cls.from_single_file(path, config=config_dir, subfolder=component, torch_dtype=dtype,
-                                           local_files_only=True)
+        model = model_cls.from_single_file(path, config=config_dir, subfolder=component, local_files_only=True,
+                                           **dtype_arg)
         return getattr(diffusers, index["_class_name"]).from_pretrained(
-            config_dir, **{component: model}, dtype=dtype, local_files_only=True, use_safetensors=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            config_dir, **{component: model}, **dtype_arg, local_files_only=True, use_safetensors=True)
+    except (IndexError, KeyError) as exc:
+        if hf_loading.version_at_least("diffusers", "0.35.0"):
+            raise ValueError(f"could not load single-file checkpoint {name} as the {component} of "
+                             f"{Path(config_dir).name} ({index['_class_name']}): {exc!r}") from exc
+        raise hf_loading.DependencyTooOld(
+            f"single-file checkpoint {name} is not in the original {model_cls.__name__} layout that diffusers "
+            f"{hf_loading.installed_version('diffusers')} converts (a file in diffusers' own layout needs "
+            "diffusers>=0.35.0): run 'python -m pip install -U diffusers' with ComfyUI's Python, or load the "
+            "diffusers folder itself") from exc
+    except (OSError, ValueError, RuntimeError) as exc:
         raise ValueError(f"could not load single-file checkpoint {name} as the {component} of "
                          f"{Path(config_dir).name} ({index['_class_name']}): {exc}") from exc
 

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 from dataclasses import dataclass, replace
 
@@ -336,13 +337,16 @@ def _denoise_and_decode(handle, pipe, req: GenerateRequest, inputs: _Inputs, pro
         host.check_interrupt()
         return callback_kwargs
 
+    size = {"height": inputs.height, "width": inputs.width}
+    if "height" not in inspect.signature(type(pipe).__call__).parameters:
+        size = {}  # e.g. SD3 img2img before diffusers 0.32: the size comes from the input image
     host.check_interrupt()
     failed_oom = False
     try:
         faults.maybe_raise("oom")
         with step_cache(pipe, handle.speed.step_cache_interval):
             latents = pipe(
-                **prompt_kwargs, **inputs.extra, height=inputs.height, width=inputs.width,
+                **prompt_kwargs, **inputs.extra, **size,
                 num_inference_steps=int(req.steps), num_images_per_prompt=per_prompt,
                 generator=generators(req.seed, inputs.n_prompts * per_prompt),
                 output_type="latent" if sd_family else "pt", callback_on_step_end=on_step_end, return_dict=False,
