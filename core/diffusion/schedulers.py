@@ -1,5 +1,8 @@
 """Scheduler choices: a fresh scheduler instance per call, built from the saved config.
 
+The table's samplers are for noise-prediction (SD 1.x/2.x/SDXL) models; a flow-matching pipeline
+(SD3, FLUX, Qwen-Image, Z-Image, Chroma, Sana) runs its saved scheduler only.
+
 Swapping schedulers never reloads weights: the pipeline keeps its modules and gets a new
 scheduler object (``from_config``) for every run, which also means a cancelled run leaves no
 half-stepped scheduler state behind.
@@ -37,6 +40,9 @@ def make_scheduler(name: str, saved):
     check_scheduler_name(name)
     if name == AS_SAVED:
         return type(saved).from_config(saved.config)
+    if type(saved).__name__.startswith("FlowMatch"):  # SD3, FLUX, Qwen-Image, Z-Image, Chroma, Sana...
+        raise ValueError(f"scheduler {name!r} is a noise-prediction sampler for SD-type models; this pipeline is a "
+                         f"flow-matching model ({type(saved).__name__}): choose '{AS_SAVED}' on Load Diffusion Pipeline")
     class_name, overrides = _TABLE[name]
     cls = getattr(diffusers, class_name)
     config = dict(saved.config)
