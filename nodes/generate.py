@@ -95,7 +95,7 @@ class LLMAssistLoadPipeline:
         return {
             "required": {
                 "model": (_pipeline_choices(), {"tooltip": "A diffusers folder (models/diffusers) or a single-file checkpoint (models/checkpoints, .safetensors only)."}),
-                "scheduler": (SCHEDULERS, {"default": AS_SAVED, "tooltip": "Sampler. 'as saved': the model's own. LCM / euler trailing (turbo) for few-step models."}),
+                "scheduler": (SCHEDULERS, {"default": AS_SAVED, "tooltip": "Sampler. 'as saved': the model's own (the only choice for flow-matching families: SD3, FLUX, Qwen-Image, Z-Image, Chroma, Sana). LCM / euler trailing (turbo) for few-step SD models."}),
                 "device": dev["device"],
                 "dtype": dev["dtype"],
             },
