@@ -1,7 +1,5 @@
-"""SDXL prompt weighting through prompt embeddings, on a tiny random SDXL pipeline built offline here."""
+"""SDXL prompt weighting through prompt embeddings, on the tiny random SDXL pipeline of make-tiny-models."""
 from __future__ import annotations
-
-import shutil
 
 import pytest
 import torch
@@ -15,47 +13,9 @@ CPU = torch.device("cpu")
 PROMPT, NEGATIVE = "a cat on a table", "blurry"
 
 
-def _tiny_sdxl(tokenizer_dir):
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
-    tok, tok_2 = CLIPTokenizer.from_pretrained(tokenizer_dir), CLIPTokenizer.from_pretrained(tokenizer_dir)
-    text = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, vocab_size=len(tok),
-                max_position_embeddings=77, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id, projection_dim=32)
-    torch.manual_seed(11)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
-        projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=32 + 32)
-    torch.manual_seed(12)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-                        block_out_channels=(32, 32, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, sample_size=64)
-    torch.manual_seed(13)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**text))
-    torch.manual_seed(14)
-    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**text))
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading")
-    return StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tok,
-                                     tokenizer_2=tok_2, unet=unet, scheduler=scheduler, add_watermarker=False)
-
-
-@pytest.fixture(scope="module")
-def sdxl_root(tiny_models, tmp_path_factory):
-    """A models root with tiny-sd15 and a freshly saved tiny-sdxl under diffusers/."""
-    root = tmp_path_factory.mktemp("sdxl-models")
-    shutil.copytree(tiny_models / "diffusers" / "tiny-sd15", root / "diffusers" / "tiny-sd15")
-    _tiny_sdxl(tiny_models / "diffusers" / "tiny-sd15" / "tokenizer").save_pretrained(root / "diffusers" / "tiny-sdxl")
-    return root
-
-
 @pytest.fixture()
-def sdxl(sdxl_root):
-    previous = host.set_models_root(sdxl_root)
+def sdxl(tiny_models):
+    previous = host.set_models_root(tiny_models)  # tiny-sdxl: core/tiny_families.py
     try:
         (handle,) = LLMAssistLoadPipeline().load("tiny-sdxl", "as saved", "cpu", "fp32")
         yield handle
