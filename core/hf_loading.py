@@ -122,10 +122,14 @@ def saved_class_name(library: str, source: str) -> str:
 def require_class(library: str, source: str) -> None:
     """A model folder whose class the installed release of ``library`` lacks (a model family newer
     than it): one message naming the class, the release found and the fix, before loading."""
-    import importlib
-
     class_name = saved_class_name(library, source)
-    if not class_name or hasattr(importlib.import_module(library), class_name):
+    if not class_name:
+        return
+    if library == "diffusers":
+        import diffusers as module
+    else:
+        import transformers as module
+    if hasattr(module, class_name):
         return
     raise DependencyTooOld(
         f"{Path(source).name} is a {class_name} model, which {library} {installed_version(library)} does not have "
@@ -235,6 +239,20 @@ def check_safe_folder(path: str | Path) -> None:
         )
 
 
+def _pipeline_code(path: Path, index) -> tuple[str, bool]:
+    """(what, True) when a diffusers model_index.json names code from the folder: a custom pipeline
+    (``_class_name`` as [module, class]) or a component whose module is a .py file in the folder."""
+    if not isinstance(index, dict):
+        return "", False
+    if isinstance(index.get("_class_name"), list):
+        return "model_index.json names a custom pipeline class", True
+    for component, entry in index.items():
+        library = entry[0] if isinstance(entry, list) and entry and isinstance(entry[0], str) else ""
+        if library and any((where / f"{library}.py").is_file() for where in (path, path / component)):
+            return f"model_index.json: {component} is {entry[1] if len(entry) > 1 else '?'} from {library}.py", True
+    return "", False
+
+
 def check_remote_code(source: str, trust_remote_code: bool) -> None:
     """Refuse a local folder whose configs ask for custom code (auto_map) while trust is off.
 
@@ -249,15 +267,19 @@ def check_remote_code(source: str, trust_remote_code: bool) -> None:
     files = [path / n for n in names]
     if (path / "model_index.json").is_file():  # a diffusers folder: every component's configs too
         files += [sub / n for sub in sorted(path.iterdir()) if sub.is_dir() for n in names]
-    for file in files:
+    for file in [path / "model_index.json"] + files:
         name = file.relative_to(path).as_posix()
         try:
-            asks = file.is_file() and "auto_map" in json.loads(file.read_text(encoding="utf-8"))
+            data = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
         except (OSError, ValueError):
             continue
+        if file == path / "model_index.json":  # diffusers 0.31 imports such code without asking
+            name, asks = _pipeline_code(path, data)
+        else:
+            asks, name = isinstance(data, dict) and "auto_map" in data, f"{name} has auto_map"
         if asks:
             raise ValueError(
-                f"model folder {path.name} asks for custom code from the folder ({name} has auto_map) and "
+                f"model folder {path.name} asks for custom code from the folder ({name}) and "
                 "'trust remote code' is off: switch 'trust remote code' on only if you trust this model (it also needs the "
                 "server owner's grant: LLM_ASSIST_TRUST_REMOTE_CODE=1, see README 'Owner settings'), or use another model")
 
