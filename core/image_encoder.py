@@ -69,7 +69,9 @@ class ImageEncoder:
         with torch.inference_mode():
             for start in range(0, len(pil), batch_size):
                 host.check_interrupt()
-                inputs = self.processor(images=pil[start:start + batch_size], return_tensors="pt")
+                # channels_last said outright: transformers 4.x guesses, and reads a 1- or 3-pixel-high image as channels-first
+                inputs = self.processor(images=pil[start:start + batch_size], return_tensors="pt",
+                                        input_data_format="channels_last")
                 pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
                 rows.append(_as_embedding(self.model.get_image_features(pixel_values=pixel_values)).float().cpu())
         return torch.nn.functional.normalize(torch.cat(rows), dim=-1)
