@@ -507,6 +507,43 @@ def test_a_workflow_cannot_make_comfyui_call_a_host_the_owner_did_not_allow(comf
     assert info.value.code == 400 and "LLM_ASSIST_SERVER_HOSTS" in json.dumps(body["node_errors"]["2"]), body
 
 
+def test_model_server_example_runs_in_comfyui_and_headless(comfyui, serve, tmp_path):
+    """example_workflows/model_server.json (UI format, only base_url switched to transformers serve) in a
+    real ComfyUI and in the headless runner: every preview has text, and at temperature 0 both get the same
+    server texts. Build Prompt's and Expand Prompt's token budgets are counted with ComfyUI's bundled CLIP
+    tokenizer inside ComfyUI and estimated headless, so one may keep fewer of the tiny model's made-up words."""
+    import re
+
+    from llm_assist import runner
+    from llm_assist.core.sample_images import write_example_images
+    from llm_assist.runner.server import run_on_server
+    from llm_assist.runner.tiny_sets import tiny_model_sets
+
+    url, _ = comfyui
+    path = REPO / "example_workflows" / "model_server.json"
+    sets = tiny_model_sets(path, server_url=serve.url)
+    in_comfy = run_on_server(path, url, sets=sets, output_dir=tmp_path / "out")
+    write_example_images(tmp_path / "input", size=64)
+    headless = runner.run_workflow(path, sets=sets, output_dir=tmp_path / "out-headless", input_dir=tmp_path / "input",
+                                   cache=False)
+    ui = json.loads(path.read_text(encoding="utf-8"))
+    previews = [str(n["id"]) for n in ui["nodes"] if n["type"] == "PreviewAny"]
+    assert len(previews) == 4
+    for node_id in previews:
+        text = in_comfy.outputs[node_id]["text"]
+        assert len(text) == 1 and text[0].strip(), (node_id, text)
+    title = {n.get("title"): str(n["id"]) for n in ui["nodes"]}
+    for name in ("Server models", "Caption"):
+        assert headless.outputs[title[name]]["text"] == in_comfy.outputs[title[name]]["text"], name
+    # the same answer, one maybe cut shorter (at a comma or word: compare the words, punctuation aside)
+    words = sorted((re.findall(r"\w+", r.outputs[title["LLM-expanded prompt"]]["text"][0]) for r in (in_comfy, headless)),
+                   key=len)
+    assert words[0] and words[0] == words[1][:len(words[0])], words
+    terms = sorted((re.findall(r"\([^()]*:[\d.]+\)", r.outputs[title["Prompt"]]["text"][0]) for r in (in_comfy, headless)),
+                   key=len)
+    assert terms[0] and terms[0] == terms[1][:len(terms[0])], terms  # the same keywords, one maybe fewer
+
+
 # ---------------------------------------------------------------- prompt targets (issue 12)
 def _with_defaults(node_id: str, **inputs) -> dict:
     """An API-format node: every widget at its INPUT_TYPES default, then ``inputs``."""
