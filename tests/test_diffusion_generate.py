@@ -215,3 +215,12 @@ def test_instruct_pix2pix_edit_uses_image_guidance(models_root):
     assert torch.equal(a, b) and not torch.equal(a, c)
     with pytest.raises(ValueError, match="InstructPix2Pix"):
         LLMAssistGenerate().run(pix2pix, 1, 2, 7.0, 64, 64, 1, positive="a dog")
+
+
+def test_a_scheduler_chosen_once_does_not_stick_to_the_cached_pipeline(sd):
+    """Two Load Diffusion Pipeline nodes share one cached pipeline: one choosing DPM++ must not
+    change what 'as saved' means for the other."""
+    before, _ = run(sd, "txt2img", REQ)
+    run(sd.with_scheduler("DPM++ 2M Karras"), "txt2img", REQ)
+    after, _ = run(sd, "txt2img", REQ)
+    assert torch.equal(before, after)

@@ -379,6 +379,17 @@ def _paste_back(out, inputs: _Inputs, req: GenerateRequest):
     return out
 
 
+def saved_scheduler(pipe):
+    """The scheduler the cached pipeline was loaded with. Each run sets a fresh scheduler on the
+    pipeline, so without this a node that chose DPM++ would turn every later 'as saved' run of the
+    same cached pipeline into DPM++ too."""
+    saved = getattr(pipe, "_llma_saved_scheduler", None)
+    if saved is None:
+        saved = pipe.scheduler
+        object.__setattr__(pipe, "_llma_saved_scheduler", saved)  # not a pipeline component: keep it out of its config
+    return saved
+
+
 def run(handle, mode: str, req: GenerateRequest, image=None, mask=None):
     """Run one generation; returns (IMAGE float32 [N,H,W,3] CPU, seed). Reads as its stages:
     route the mode, check the request, prepare the inputs, encode the prompt, denoise and
@@ -390,6 +401,6 @@ def run(handle, mode: str, req: GenerateRequest, image=None, mask=None):
     handle.ensure_device()
     inputs = _prepare_inputs(handle, mode, style, req, image, mask)
     pipe = handle.pipeline(mode)
-    pipe.scheduler = make_scheduler(handle.scheduler, handle.pipe.scheduler)  # fresh per call: Cancel never leaves it mid-state
+    pipe.scheduler = make_scheduler(handle.scheduler, saved_scheduler(handle.pipe))  # fresh: Cancel never leaves it mid-state
     out = _denoise_and_decode(handle, pipe, req, inputs, _encode_prompt(handle, pipe, req, inputs))
     return from_nchw(_paste_back(out, inputs, req)), int(req.seed)
