@@ -66,8 +66,9 @@ def _quantization(value: str) -> str:
 class _Bar:
     """A one-line text progress bar on stderr."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.start = stream, time.perf_counter()
+    def __init__(self, stream=None):
+        # sys.stderr looked up now, not at import (a default argument would keep the first one seen)
+        self.stream, self.start = stream or sys.stderr, time.perf_counter()
 
     def __call__(self, done: int, total: int) -> None:
         width = 30
