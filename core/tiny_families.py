@@ -180,7 +180,7 @@ def _flux_transformer(seed, in_channels=16, out_channels=None):
 
 def flux_pipelines():
     """(FLUX.1, FLUX.1 Fill, FLUX.1 Kontext) sharing text encoders, tokenizers and VAE; None for a
-    variant the installed diffusers lacks (Fill from 0.32, Kontext from 0.34)."""
+    variant the installed diffusers lacks (Fill from 0.32, Kontext from 0.35)."""
     import diffusers
     from diffusers import FluxPipeline
 
