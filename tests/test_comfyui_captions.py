@@ -5,9 +5,6 @@ hide the bug this checks: ComfyUI serving Save Captions' "1 written" from its ca
 caption file was deleted. So this module starts its own ComfyUI with the default cache.
 """
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -15,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_comfyui_integration import COMFYUI_DIR, REPO, _free_port, _get
+from comfyui_support import COMFYUI_DIR, get_json, running_comfyui
+from test_comfyui_integration import REPO
 
 pytestmark = [
     pytest.mark.comfyui,
@@ -29,34 +27,8 @@ def cached_comfyui(tmp_path_factory):
     (base / "custom_nodes").mkdir()
     (base / "custom_nodes" / "comfyui-llm-assist").symlink_to(REPO, target_is_directory=True)
     (base / "input").mkdir()
-    port = _free_port()
-    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    log_path = base / "comfyui.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
-             "--disable-auto-launch", "--database-url", "sqlite:///:memory:"],
-            cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited: {log_path.read_text()[-3000:]}")
-            try:
-                _get(f"{url}/system_stats", timeout=2)
-                break
-            except OSError:
-                time.sleep(1)
-        else:
-            pytest.fail(f"ComfyUI did not start: {log_path.read_text()[-3000:]}")
+    with running_comfyui(base) as (url, log_path, proc):
         yield url, base, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _queue(url: str, prompt: dict, log_path: Path) -> dict:
@@ -69,7 +41,7 @@ def _queue(url: str, prompt: dict, log_path: Path) -> dict:
         pytest.fail(f"POST /prompt answered {exc.code}: {exc.read()[:2000]!r}")
     deadline = time.time() + 120
     while time.time() < deadline:
-        entry = _get(f"{url}/history/{prompt_id}").get(prompt_id)
+        entry = get_json(f"{url}/history/{prompt_id}").get(prompt_id)
         if entry and entry.get("status", {}).get("completed"):
             return entry
         if entry and entry.get("status", {}).get("status_str") == "error":
@@ -135,7 +107,7 @@ def test_server_png_workflow_reproduces_the_set_values(cached_comfyui, tmp_path)
         assert img.size == (32, 24)
         prompt, workflow = json.loads(img.text["prompt"]), json.loads(img.text["workflow"])
     assert workflow["nodes"][1]["widgets_values"] == ["nearest-exact", 0.5]
-    object_info = _get(f"{url}/object_info")
+    object_info = get_json(f"{url}/object_info")
     restored = to_api_prompt(workflow, object_info, server=True)
     assert {k: v["inputs"] for k, v in restored.items()} == {k: v["inputs"] for k, v in prompt.items()}
 
@@ -155,7 +127,7 @@ def _slow_prompt(seed: int) -> dict:
 def _wait_idle(url: str, seconds: float = 300) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:
-        queue = _get(f"{url}/queue")
+        queue = get_json(f"{url}/queue")
         if not queue["queue_running"] and not queue["queue_pending"]:
             return
         time.sleep(0.5)
@@ -172,7 +144,7 @@ def test_server_timeout_takes_the_prompt_off_a_real_server(cached_comfyui, tmp_p
     with pytest.raises(ServerError, match="interrupted on the server"):
         run_on_server(_slow_prompt(seed), url, output_dir=tmp_path, timeout=1.5, poll_interval=0.2)
     _wait_idle(url)
-    history = _get(f"{url}/history")
+    history = get_json(f"{url}/history")
     entry = next(e for e in history.values()  # the server also ran this module's other prompts
                  if e["prompt"][2].get("1", {}).get("inputs", {}).get("color") == seed)
     kinds = [kind for kind, _ in entry["status"]["messages"]]
@@ -183,11 +155,11 @@ def test_server_timeout_takes_the_prompt_off_a_real_server(cached_comfyui, tmp_p
                                                   headers={"Content-Type": "application/json"}), timeout=30).read()
     with pytest.raises(ServerError, match="removed from the server's queue"):
         run_on_server(_slow_prompt(seed + 2), url, output_dir=tmp_path, timeout=1.0, poll_interval=0.2)
-    queue = _get(f"{url}/queue")
+    queue = get_json(f"{url}/queue")
     assert all(item[2].get("1", {}).get("inputs", {}).get("color") != seed + 2
                for item in queue["queue_pending"] + queue["queue_running"])
     urllib.request.urlopen(urllib.request.Request(f"{url}/interrupt", data=b"{}", method="POST",  # noqa: S310
                                                   headers={"Content-Type": "application/json"}), timeout=30).read()
     _wait_idle(url)
     assert not any(e["prompt"][2].get("1", {}).get("inputs", {}).get("color") == seed + 2
-                   for e in _get(f"{url}/history").values())
+                   for e in get_json(f"{url}/history").values())

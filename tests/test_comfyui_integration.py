@@ -6,20 +6,16 @@ custom_nodes; the server listens on 127.0.0.1 only.
 """
 import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from comfyui_support import COMFYUI_DIR, get_json, running_comfyui
 
 import llm_assist
 from llm_assist import NODE_CLASS_MAPPINGS
 
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 pytestmark = [
     pytest.mark.comfyui,
     pytest.mark.skipif(not COMFYUI_DIR, reason="COMFYUI_DIR not set: no real ComfyUI to test against"),
@@ -27,15 +23,6 @@ pytestmark = [
 REPO = Path(llm_assist.__file__).resolve().parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 30.0):
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback only
-        return json.loads(response.read().decode("utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -48,36 +35,8 @@ def comfyui(tmp_path_factory, tiny_models):
     from llm_assist.core.sample_images import write_example_images
 
     write_example_images(base / "input", size=64)
-    port = _free_port()
-    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    log_path = base / "comfyui.log"
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
-             "--disable-auto-launch", "--database-url", "sqlite:///:memory:", "--cache-none"],
-            cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited: {log_path.read_text()[-3000:]}")
-            try:
-                _get(f"{url}/system_stats", timeout=2)
-                break
-            except OSError:
-                time.sleep(1)
-        else:
-            pytest.fail(f"ComfyUI did not start: {log_path.read_text()[-3000:]}")
+    with running_comfyui(base, "--cache-none") as (url, log_path, proc):
         yield url, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_pack_imports_and_every_node_is_listed(comfyui):
@@ -87,7 +46,7 @@ def test_pack_imports_and_every_node_is_listed(comfyui):
     # its own optional nodes (e.g. audio without torchaudio) may fail: only our line matters.
     ours = [line for line in log_lines if "custom_nodes/comfyui-llm-assist" in line]
     assert ours and not any("IMPORT FAILED" in line for line in ours), ours
-    info = _get(f"{url}/object_info")
+    info = get_json(f"{url}/object_info")
     missing = sorted(set(NODE_CLASS_MAPPINGS) - set(info))
     assert not missing, missing
     for node_id in NODE_CLASS_MAPPINGS:
@@ -100,7 +59,7 @@ def test_pack_imports_and_every_node_is_listed(comfyui):
 
 def test_example_workflows_listed_as_templates(comfyui):
     url, _ = comfyui
-    templates = _get(f"{url}/api/workflow_templates")
+    templates = get_json(f"{url}/api/workflow_templates")
     names = set(next(iter(templates.values()))) if templates else set()
     expected = {p.stem for p in (REPO / "example_workflows").glob("*.json")}
     assert expected and expected <= names, (expected, templates)
@@ -187,35 +146,8 @@ def _build_big_captioner(folder: Path) -> int:
 
 @contextlib.contextmanager
 def _server(base: Path, *extra: str):
-    port = _free_port()
-    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    log_path = base / "comfyui.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
-             "--disable-auto-launch", "--database-url", "sqlite:///:memory:", *extra],
-            cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"),
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited: {log_path.read_text()[-3000:]}")
-            try:
-                _get(f"{url}/system_stats", timeout=2)
-                break
-            except OSError:
-                time.sleep(1)
-        else:
-            pytest.fail(f"ComfyUI did not start: {log_path.read_text()[-3000:]}")
+    with running_comfyui(base, *extra) as (url, log_path, proc):
         yield url, log_path, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -314,7 +246,7 @@ def _run_ws(url: str, prompt: dict, timeout: float = 300.0) -> dict:
 
 
 def _ours(url: str) -> list[dict]:
-    return [m for m in _get(f"{url}/llma_probe/loaded") if m["class"] in ("Captioner", "StableDiffusionPipeline")]
+    return [m for m in get_json(f"{url}/llma_probe/loaded") if m["class"] in ("Captioner", "StableDiffusionPipeline")]
 
 
 def _free(url: str, flags: dict) -> None:
@@ -336,7 +268,7 @@ def test_our_models_are_comfyuis_loaded_models_and_free_releases_them(comfyui_li
     got = _run_ws(url, _memory_prompt(seed=1))
     assert got["error"] is None, got["error"]
     loaded = {m["class"]: m["size"] for m in _ours(url)}
-    assert set(loaded) == {"Captioner", "StableDiffusionPipeline"}, _get(f"{url}/llma_probe/loaded")
+    assert set(loaded) == {"Captioner", "StableDiffusionPipeline"}, get_json(f"{url}/llma_probe/loaded")
     assert loaded["Captioner"] == big_bytes and loaded["StableDiffusionPipeline"] > 1_000_000
     ours = sum(loaded.values())
 
@@ -453,7 +385,7 @@ def _queue(url: str, prompt: dict) -> str:
 def _wait_history(url: str, prompt_id: str, timeout: float = 300.0) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        entry = _get(f"{url}/history/{prompt_id}").get(prompt_id)
+        entry = get_json(f"{url}/history/{prompt_id}").get(prompt_id)
         if entry and entry.get("status", {}).get("completed") is not None and (
                 entry["status"].get("completed") or entry["status"].get("status_str") == "error"):
             return entry
@@ -469,7 +401,7 @@ def test_cancel_closes_the_server_stream_in_comfyui_and_the_next_run_works(comfy
     long_run["5"]["inputs"]["max_new_tokens"] = 1000  # many seconds of tokens from the tiny model
     prompt_id = _queue(url, long_run)
     deadline = time.time() + 60
-    while time.time() < deadline and not _get(f"{url}/queue").get("queue_running"):
+    while time.time() < deadline and not get_json(f"{url}/queue").get("queue_running"):
         time.sleep(0.1)
     time.sleep(2.0)  # connected and streaming
     urllib.request.urlopen(urllib.request.Request(f"{url}/interrupt", data=b"{}", method="POST"), timeout=30)  # noqa: S310

@@ -9,9 +9,6 @@ that is a symlink to another disk loads; the yaml's extra folder is readable.
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,23 +16,17 @@ import uuid
 from pathlib import Path
 
 import pytest
+from comfyui_support import COMFYUI_DIR, running_comfyui
 
 import llm_assist
 from llm_assist import NODE_CLASS_MAPPINGS
 
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 pytestmark = [
     pytest.mark.comfyui,
     pytest.mark.skipif(not COMFYUI_DIR, reason="COMFYUI_DIR not set: no real ComfyUI to test against"),
 ]
 REPO = Path(llm_assist.__file__).resolve().parent
 EVIL_CODE = "from pathlib import Path\nPath({marker!r}).write_text('ran')\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _call(url: str, data: dict | None = None, timeout: float = 30.0):
@@ -80,36 +71,9 @@ def server(tmp_path_factory, tiny_models):
     hf_home = root / "hf-home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_ASSIST_") and k != "HF_HUB_OFFLINE"}
     env.update(HF_HOME=str(hf_home))  # not offline: only the owner's (missing) grant may stop a download
-    port = _free_port()
-    log_path = root / "comfyui.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
-             "--port", str(port), "--base-directory", str(base), "--disable-auto-launch",
-             "--database-url", "sqlite:///:memory:"],
-            cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited: {log_path.read_text()[-3000:]}")
-            try:
-                _call(f"{url}/system_stats", timeout=2)
-                break
-            except OSError:
-                time.sleep(1)
-        else:
-            pytest.fail(f"ComfyUI did not start: {log_path.read_text()[-3000:]}")
+    with running_comfyui(base, env=env) as (url, log_path, proc):
         yield {"url": url, "base": base, "elsewhere": elsewhere, "granted": granted, "marker": marker,
                "hf_home": hf_home, "log": log_path}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _defaults(node_id: str) -> dict:
