@@ -1,5 +1,5 @@
 """Tiny random-weight pipelines of each diffusion family (SD2, SDXL, SD3, FLUX.1 + Fill + Kontext,
-FLUX.2 Klein, Qwen-Image, Z-Image, Chroma, Sana), offline and byte-reproducible.
+FLUX.2 Klein, Qwen-Image + Edit, Z-Image, Chroma, Sana), offline and byte-reproducible.
 
 Configs follow diffusers' own fast tests (tests/pipelines/<family>/test_*.py, ``get_dummy_components``)
 with two changes: VAEs have 4 levels (the real 8x spatial factor, so the real resolution multiples
@@ -248,6 +248,35 @@ def qwen_image_pipeline():
                              text_encoder=text_encoder, tokenizer=tok)
 
 
+def qwen_image_edit_pipeline():
+    """Qwen-Image-Edit on the tiny Qwen-Image modules plus a Qwen2-VL processor (PIL image backend, small
+    pixel budget). Built without its video processor (needs torchvision); saved as a Qwen2VLProcessor."""
+    from diffusers import QwenImageEditPipeline
+
+    from .diffusion import qwen_processor
+
+    base = qwen_image_pipeline()
+    image_processor = qwen_processor.pil_image_processor_class()(min_pixels=56 * 56, max_pixels=112 * 112)
+    processor = qwen_processor.image_only(image_processor, base.tokenizer)
+    return QwenImageEditPipeline(processor=processor, **base.components)
+
+
+def _save_qwen_image_edit(folder: Path) -> None:
+    """Save the tiny Qwen-Image-Edit with its processor named as the real one's (Qwen2VLProcessor)."""
+    import json
+
+    from .diffusion import qwen_processor
+
+    if _save(qwen_image_edit_pipeline, folder) is None:
+        return
+    index = folder / "model_index.json"
+    data = json.loads(index.read_text())
+    data["processor"] = qwen_processor.SAVED_CLASS
+    index.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    for path in sorted((folder / "processor").glob("*.json")):
+        path.write_text(path.read_text().replace('"Qwen2VLImageOnlyProcessor"', '"Qwen2VLProcessor"'))
+
+
 def z_image_pipeline():
     import torch
     from diffusers import ZImagePipeline, ZImageTransformer2DModel
@@ -321,8 +350,8 @@ PIPELINE_CLASSES = {
     "tiny-sd2": "StableDiffusionPipeline", "tiny-sdxl": "StableDiffusionXLPipeline",
     "tiny-sd3": "StableDiffusion3Pipeline", "tiny-flux": "FluxPipeline", "tiny-flux-fill": "FluxFillPipeline",
     "tiny-flux-kontext": "FluxKontextPipeline", "tiny-flux2-klein": "Flux2KleinPipeline",
-    "tiny-qwen-image": "QwenImagePipeline", "tiny-z-image": "ZImagePipeline", "tiny-chroma": "ChromaPipeline",
-    "tiny-sana": "SanaPipeline",
+    "tiny-qwen-image": "QwenImagePipeline", "tiny-qwen-image-edit": "QwenImageEditPipeline",
+    "tiny-z-image": "ZImagePipeline", "tiny-chroma": "ChromaPipeline", "tiny-sana": "SanaPipeline",
 }
 
 
@@ -346,6 +375,8 @@ def build_families(out: Path, wanted: set[str]) -> None:
     for name, build in single.items():
         if name in wanted:
             _save(build, out / "diffusers" / name)
+    if "tiny-qwen-image-edit" in wanted:
+        _save_qwen_image_edit(out / "diffusers" / "tiny-qwen-image-edit")
     flux = ("tiny-flux", "tiny-flux-fill", "tiny-flux-kontext")
     if wanted & set(flux):
         for name, pipe in zip(flux, _save(flux_pipelines, None) or ()):

@@ -23,7 +23,8 @@ SD_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SD_INPAINT_REPO = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 # one tiny pipeline per diffusion family (core/tiny_families.py)
 FAMILY_PARTS = ("tiny-sd2", "tiny-sdxl", "tiny-sd3", "tiny-flux", "tiny-flux-fill", "tiny-flux-kontext",
-                "tiny-flux2-klein", "tiny-qwen-image", "tiny-z-image", "tiny-chroma", "tiny-sana")
+                "tiny-flux2-klein", "tiny-qwen-image", "tiny-qwen-image-edit", "tiny-z-image", "tiny-chroma",
+                "tiny-sana")
 PARTS = ("tiny-blip", "tiny-vit-gpt2", "tiny-qwen2-chat", "tiny-gpt2", "tiny-clip", "tiny-sd15",
          "tiny-sd15-inpaint", "tiny-sd15-pix2pix", "tiny-taesd", "checkpoints", "hf-cache") + FAMILY_PARTS
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"

@@ -23,6 +23,7 @@ TINY = {
     "tiny-flux-kontext": ("flux", "kontext", "t5"),
     "tiny-flux2-klein": ("flux2", "klein", "qwen"),
     "tiny-qwen-image": ("qwen-image", "standard", "qwen"),
+    "tiny-qwen-image-edit": ("qwen-image", "edit", "qwen"),
     "tiny-z-image": ("z-image", "standard", "qwen"),
     "tiny-chroma": ("chroma", "standard", "t5"),
     "tiny-sana": ("sana", "standard", "gemma"),
@@ -123,6 +124,35 @@ def test_enhance_repair_edit_run_or_refuse(family):
     edited, _ = run(family, "edit", REQ, image=image, mask=mask)  # Kontext/FLUX.2: edit all, paste back
     keep = (mask[0] == 0)
     assert torch.equal(edited[0][keep], image[0][keep])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["tiny-qwen-image-edit"], indirect=True)
+def test_qwen_image_edit_enhance_and_edit_equal_raw_diffusers(family):
+    """Qwen-Image-Edit (loaded with its Qwen2-VL processor, also without torchvision): Enhance and Edit
+    give the raw QwenImageEditPipeline call's image for the same generator; Generate refuses naming
+    what to load; Repair (and so Edit with a mask) runs QwenImageEditInpaintPipeline on the shared modules.
+    Slow for a tiny model: both pipelines VAE-encode the reference at ~1 MP whatever the asked size."""
+    import numpy as np
+    from PIL import Image
+
+    image, mask = _image(), _mask()
+    assert type(family.pipe).__name__ == "QwenImageEditPipeline"
+    pil = [Image.fromarray((image[0].numpy() * 255.0).round().clip(0, 255).astype(np.uint8))]
+    raw = family.pipe(image=pil, prompt=POS, negative_prompt=NEG, true_cfg_scale=CFG, height=64, width=64,
+                      num_inference_steps=2, generator=generators(SEED, 1), max_sequence_length=512,
+                      output_type="pt").images.permute(0, 2, 3, 1).float()
+    enhanced, seed = run(family, "img2img", REQ, image=image)
+    assert enhanced.shape == (1, 64, 64, 3) and seed == SEED
+    torch.testing.assert_close(enhanced, raw, atol=1e-5, rtol=1e-4)
+    edited, _ = run(family, "edit", REQ, image=image)
+    torch.testing.assert_close(edited, raw, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="tiny-qwen-image-edit:.*load Qwen-Image for Generate"):
+        run(family, "txt2img", REQ)
+    repaired, _ = run(family, "inpaint", REQ, image=image, mask=mask)
+    assert repaired.shape == (1, 64, 64, 3) and torch.isfinite(repaired).all()
+    keep = (mask[0] == 0)
+    assert torch.equal(repaired[0][keep], image[0][keep]) and not torch.equal(repaired[0][~keep], image[0][~keep])
 
 
 @pytest.mark.parametrize("family", ["tiny-flux"], indirect=True)

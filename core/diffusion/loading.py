@@ -33,7 +33,7 @@ from typing import Any
 from .. import hf_loading, host, model_cache
 from ..constants import DIFFUSERS_SUBFOLDERS
 from ..model_cache import MODEL_CACHE, CacheKey
-from . import families
+from . import families, qwen_processor
 from .schedulers import AS_SAVED, check_scheduler_name
 from .speed import SpeedOptions, apply_speed, check_step_cache
 
@@ -285,7 +285,8 @@ def _loader(kind: str, source: str, config: str, options, speed: SpeedOptions, d
             hf_loading.require_class("diffusers", source)
             try:
                 pipe = diffusers.DiffusionPipeline.from_pretrained(
-                    source, **hf_loading.dtype_kwarg("diffusers", dtype), local_files_only=local_only, use_safetensors=True
+                    source, **hf_loading.dtype_kwarg("diffusers", dtype), local_files_only=local_only, use_safetensors=True,
+                    **qwen_processor.override(source),  # Qwen-Image-Edit without torchvision
                 )
             except Exception as exc:  # noqa: BLE001 - translated below
                 raise hf_loading.translate_load_error(exc, source) from exc

@@ -303,6 +303,8 @@ def _prepare_inputs(handle, mode: str, style: str, req: GenerateRequest, image, 
     elif style in ("mask", "full_mask"):
         mask_in = _resize(full_mask, height, width) if style == "mask" else torch.ones(n_prompts, 1, height, width)
         extra = {"image": pixels, "mask_image": mask_in, "strength": float(req.strength)}
+        if handle.variant == "edit":  # QwenImageEditInpaintPipeline reads the image's size: PIL images
+            extra["image"] = to_pil(from_nchw(pixels))
     else:
         extra = {"image": pixels, "strength": float(req.strength)}
     return _Inputs(height, width, n_prompts, extra, orig, full_mask)
