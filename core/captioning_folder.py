@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 from . import image_folder
 from .captioning import CaptionSettings, Captioner, caption_images
+from .safe_files import clear_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ def caption_files(captioner: Captioner, paths: list[Path], settings: CaptionSett
     todo = [Path(p) for p in paths]
     targets = dict(zip(todo, caption_targets(todo, output_dir)))  # refuses clashes before any work
     check_targets(list(targets.values()), mode)
+    clear_stale_temps(targets.values())
     already = 0
     if mode == "skip existing":
         kept = [p for p in todo if not targets[p].exists()]

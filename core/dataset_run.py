@@ -206,6 +206,7 @@ def run(paths: list[Path], job: CaptionJob, options: RayOptions = RayOptions(), 
     if not sidecars and manifest is None:
         raise ValueError("--no-sidecars needs --manifest: otherwise the captions would go nowhere")
     from .captioning_folder import caption_targets, check_targets
+    from .safe_files import clear_stale_temps
 
     start = time.perf_counter()
     paths = [Path(p) for p in paths]
@@ -213,6 +214,7 @@ def run(paths: list[Path], job: CaptionJob, options: RayOptions = RayOptions(), 
     if sidecars:  # one caption file per image, each writable: checked before any work
         targets = {str(p): t for p, t in zip(paths, caption_targets(paths, output_dir))}
         check_targets(list(targets.values()), mode)
+        clear_stale_temps(targets.values())
     todo = pending(paths, manifest=manifest, sidecars=sidecars, mode=mode, targets=targets)
     already = len(paths) - len(todo)
     writer = _Writer(job, manifest, sidecars, mode, prefix, suffix, targets)

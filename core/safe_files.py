@@ -13,11 +13,14 @@ Imports nothing heavy.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import tempfile
 import threading
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".tmp-llma"
 _umask_lock = threading.Lock()
@@ -93,6 +96,27 @@ def check_target_file(path, what: str) -> Path:
     except OSError as exc:
         raise ValueError(f"{what} {text[:200]!r} is not a usable file path ({os_problem(exc)}): give another path") from None
     return target
+
+
+def clear_stale_temps(targets) -> int:
+    """Remove the temporary files a killed earlier run left beside ``targets`` (a SIGKILL between
+    writing one and renaming it over its target); the run about to write those targets owns them.
+    Returns how many were removed."""
+    import glob
+
+    removed = 0
+    for target in targets:
+        target = Path(target)
+        pattern = f".{glob.escape(target.name[:100])}.*{TEMP_SUFFIX}"
+        for stale in target.parent.glob(pattern):
+            try:
+                stale.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted run", removed)
+    return removed
 
 
 def atomic_write_text(target, text: str, *, encoding: str = "utf-8") -> Path:

@@ -230,3 +230,24 @@ def test_symlinked_subfolder_in_the_output_folder_cannot_lead_out(tmp_path):
     (out / "a").symlink_to(elsewhere, target_is_directory=True)
     with pytest.raises(ValueError, match="outside the output folder"):
         caption_targets([tmp_path / "imgs" / "a" / "x.png", tmp_path / "imgs" / "b" / "y.png"], out)
+
+
+def test_a_rerun_removes_the_temporary_files_a_killed_run_left(tmp_path, tiny_models):
+    """A SIGKILL between writing a caption's temporary file and renaming it leaves the temporary
+    file; the next run over the same images removes it (and only files of its own targets)."""
+    from PIL import Image
+
+    from llm_assist.cli import main
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        Image.new("RGB", (16, 16), (60 * i, 20, 90)).save(folder / f"p[{i}].png")
+    stale = folder / ".p[0].txt.k3j2x.tmp-llma"
+    stale.write_text("half a capt")
+    unrelated = folder / ".other.txt.k3j2x.tmp-llma"
+    unrelated.write_text("not ours")
+    assert main(["caption", str(folder), "--model", "tiny-blip", "--models", str(tiny_models),
+                 "--max-new-tokens", "4"]) == 0
+    assert not stale.exists() and unrelated.exists()
+    assert (folder / "p[0].txt").read_text().strip() and (folder / "p[1].txt").read_text().strip()
