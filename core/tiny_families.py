@@ -275,6 +275,17 @@ def _save_qwen_image_edit(folder: Path) -> None:
     index.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     for path in sorted((folder / "processor").glob("*.json")):
         path.write_text(path.read_text().replace('"Qwen2VLImageOnlyProcessor"', '"Qwen2VLProcessor"'))
+    # a real folder's video processor config: where torchvision is installed (ComfyUI), transformers
+    # loads Qwen2VLProcessor with it and refuses a folder without one (written by hand: building the
+    # video processor itself needs torchvision)
+    video = {"do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
+             "do_sample_frames": False, "image_mean": [0.48145466, 0.4578275, 0.40821073],
+             "image_std": [0.26862954, 0.26130258, 0.27577711], "max_frames": 768, "max_video_tokens": 128000,
+             "merge_size": 2, "min_frames": 4, "patch_size": 14, "resample": 3,
+             "rescale_factor": 0.00392156862745098, "return_metadata": False,
+             "size": {"longest_edge": 112 * 112, "shortest_edge": 56 * 56}, "temporal_patch_size": 2,
+             "video_processor_type": "Qwen2VLVideoProcessor"}
+    (folder / "processor" / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2, sort_keys=True) + "\n")
 
 
 def z_image_pipeline():

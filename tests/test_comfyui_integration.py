@@ -575,16 +575,22 @@ def test_image_files_caption_a_folder_in_bounded_memory_in_comfyui(comfyui):
 
 # ---------------------------------------------------------------- diffusion families (issue 12)
 def test_load_pipeline_and_generate_for_every_tiny_family_in_comfyui(comfyui):
-    """Load Diffusion Pipeline + Generate (64 px, 2 steps) on each family's tiny pipeline, one prompt."""
+    """Load Diffusion Pipeline + Generate (64 px, 2 steps) on each family's tiny pipeline, one prompt;
+    an edit-only variant (Qwen-Image-Edit: no text-to-image) runs Enhance on ComfyUI's LoadImage instead."""
     from llm_assist.core.tiny_models import FAMILY_PARTS
 
+    edit_only = {"tiny-qwen-image-edit"}
     url, log_path = comfyui
-    prompt = {}
+    prompt = {"0": {"class_type": "LoadImage", "inputs": {"image": "example.png"}}}
     for i, name in enumerate(FAMILY_PARTS):
         load, gen, show = str(3 * i + 1), str(3 * i + 2), str(3 * i + 3)
         prompt[load] = _with_defaults("LLMAssistLoadPipeline", model=name, device="cpu", dtype="fp32")
-        prompt[gen] = _with_defaults("LLMAssistGenerate", pipeline=[load, 0], seed=i, steps=2, cfg=2.0, width=64,
-                                     height=64, positive="a photo of a cat on a table")
+        if name in edit_only:
+            prompt[gen] = _with_defaults("LLMAssistEnhance", pipeline=[load, 0], image=["0", 0], seed=i, steps=2,
+                                         cfg=2.0, strength=0.6, positive="a photo of a cat on a table")
+        else:
+            prompt[gen] = _with_defaults("LLMAssistGenerate", pipeline=[load, 0], seed=i, steps=2, cfg=2.0, width=64,
+                                         height=64, positive="a photo of a cat on a table")
         prompt[show] = {"class_type": "PreviewImage", "inputs": {"images": [gen, 0]}}
     entry = _wait_history(url, _queue(url, prompt), timeout=900)
     status = entry["status"]
