@@ -59,3 +59,20 @@ def running_comfyui(base: Path, *extra_args: str, env: dict | None = None, start
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def widget_defaults(node_id: str) -> dict:
+    """Every widget's default (a combo's default or first option) of one of the pack's nodes, as the
+    editor would send it."""
+    from llm_assist import NODE_CLASS_MAPPINGS
+
+    spec = NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
+    out = {}
+    for section in ("required", "optional"):
+        for name, value in (spec.get(section) or {}).items():
+            options = value[1] if len(value) > 1 and isinstance(value[1], dict) else {}
+            if isinstance(value[0], list):
+                out[name] = options.get("default", value[0][0])
+            elif "default" in options:
+                out[name] = options["default"]
+    return out

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from comfyui_support import COMFYUI_DIR, get_json, running_comfyui
+from comfyui_support import COMFYUI_DIR, get_json, running_comfyui, widget_defaults
 
 import llm_assist
 from llm_assist import NODE_CLASS_MAPPINGS
@@ -104,20 +104,6 @@ NODE_CLASS_MAPPINGS = {}
 """
 
 
-def _node_defaults(node_id: str) -> dict:
-    """A node's widget defaults (API format inputs)."""
-    spec = NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
-    out = {}
-    for section in ("required", "optional"):
-        for name, value in (spec.get(section) or {}).items():
-            options = value[1] if len(value) > 1 and isinstance(value[1], dict) else {}
-            if isinstance(value[0], list):
-                out[name] = options.get("default", value[0][0])
-            elif "default" in options:
-                out[name] = options["default"]
-    return out
-
-
 def _build_big_captioner(folder: Path) -> int:
     """A ViT-GPT2 captioner with a 768-wide, 4-layer decoder (about 150 MB fp32): big enough for
     RSS to show it, fast to caption a few tokens. Returns its parameter + buffer bytes."""
@@ -190,10 +176,10 @@ def _rss(pid: int) -> int:
 
 
 def _memory_prompt(seed: int = 1, steps: int = 2) -> dict:
-    loader = {**_node_defaults("LLMAssistLoadCaptioner"), "model": "big-vit-gpt2", "device": "cpu", "dtype": "fp32"}
-    caption = {**_node_defaults("LLMAssistCaptionImage"), "captioner": ["2", 0], "image": ["1", 0], "max_new_tokens": 4, "seed": seed}
-    pipeline = {**_node_defaults("LLMAssistLoadPipeline"), "model": "tiny-sd15", "device": "cpu", "dtype": "fp32"}
-    generate = {**_node_defaults("LLMAssistGenerate"), "pipeline": ["5", 0], "seed": seed, "steps": steps, "width": 64,
+    loader = {**widget_defaults("LLMAssistLoadCaptioner"), "model": "big-vit-gpt2", "device": "cpu", "dtype": "fp32"}
+    caption = {**widget_defaults("LLMAssistCaptionImage"), "captioner": ["2", 0], "image": ["1", 0], "max_new_tokens": 4, "seed": seed}
+    pipeline = {**widget_defaults("LLMAssistLoadPipeline"), "model": "tiny-sd15", "device": "cpu", "dtype": "fp32"}
+    generate = {**widget_defaults("LLMAssistGenerate"), "pipeline": ["5", 0], "seed": seed, "steps": steps, "width": 64,
                 "height": 64, "positive": "a cat"}
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
@@ -313,30 +299,17 @@ def test_preview_none_sends_progress_but_no_previews(comfyui):
     steps = 3
     got = _run_ws(url, _memory_prompt(seed=5, steps=steps) | {
         "2": {"class_type": "LLMAssistLoadCaptioner",
-              "inputs": {**_node_defaults("LLMAssistLoadCaptioner"), "model": "tiny-vit-gpt2", "device": "cpu", "dtype": "fp32"}}})
+              "inputs": {**widget_defaults("LLMAssistLoadCaptioner"), "model": "tiny-vit-gpt2", "device": "cpu", "dtype": "fp32"}}})
     assert got["error"] is None, got["error"]
     assert got["progress"].get("6") == list(range(1, steps + 1)), got["progress"]
     assert got["previews"] == 0
 
 
-def _widget_defaults(node_id: str) -> dict:
-    spec = NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
-    out = {}
-    for section in ("required", "optional"):
-        for name, value in (spec.get(section) or {}).items():
-            options = value[1] if len(value) > 1 else {}
-            if isinstance(value[0], list):
-                out[name] = options.get("default", value[0][0])
-            elif "default" in options:
-                out[name] = options["default"]
-    return out
-
-
 def model_server_prompt(base_url: str) -> dict:
     """Connect Model Server -> Caption Image and Expand Prompt -> Preview Any (API format)."""
-    connect = {**_widget_defaults("LLMAssistConnectModelServer"), "base_url": base_url, "model": "", "max_side": 256}
-    caption = {**_widget_defaults("LLMAssistCaptionImage"), "captioner": ["2", 0], "image": ["1", 0], "max_new_tokens": 8}
-    expand = {**_widget_defaults("LLMAssistExpandPrompt"), "language_model": ["2", 1], "mode": "generate",
+    connect = {**widget_defaults("LLMAssistConnectModelServer"), "base_url": base_url, "model": "", "max_side": 256}
+    caption = {**widget_defaults("LLMAssistCaptionImage"), "captioner": ["2", 0], "image": ["1", 0], "max_new_tokens": 8}
+    expand = {**widget_defaults("LLMAssistExpandPrompt"), "language_model": ["2", 1], "mode": "generate",
               "text": "a red fox in the snow", "max_new_tokens": 12}
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},

@@ -16,10 +16,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from comfyui_support import COMFYUI_DIR, running_comfyui
+from comfyui_support import COMFYUI_DIR, running_comfyui, widget_defaults
 
 import llm_assist
-from llm_assist import NODE_CLASS_MAPPINGS
 
 pytestmark = [
     pytest.mark.comfyui,
@@ -76,19 +75,6 @@ def server(tmp_path_factory, tiny_models):
                "hf_home": hf_home, "log": log_path}
 
 
-def _defaults(node_id: str) -> dict:
-    spec = NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
-    out = {}
-    for section in ("required", "optional"):
-        for name, value in (spec.get(section) or {}).items():
-            options = value[1] if len(value) > 1 else {}
-            if isinstance(value[0], list):
-                out[name] = options.get("default", value[0][0])
-            elif "default" in options:
-                out[name] = options["default"]
-    return out
-
-
 def _run(server, prompt: dict, timeout: float = 300.0) -> dict:
     """POST /prompt, wait for the history entry; returns {'status': ..., 'errors': [...], 'outputs': ...}."""
     answer = _call(f"{server['url']}/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})
@@ -114,12 +100,12 @@ def _node_error(result: dict, node_type: str) -> str:
 
 def _captioner(model: str, **widgets) -> dict:
     return {"class_type": "LLMAssistLoadCaptioner",
-            "inputs": {**_defaults("LLMAssistLoadCaptioner"), "model": model, "device": "cpu", "dtype": "fp32",
+            "inputs": {**widget_defaults("LLMAssistLoadCaptioner"), "model": model, "device": "cpu", "dtype": "fp32",
                        "keep_loaded": False, **widgets}}
 
 
 def _caption_prompt(model: str, **widgets) -> dict:
-    caption = {**_defaults("LLMAssistCaptionImage"), "captioner": ["2", 0], "image": ["1", 0], "max_new_tokens": 4}
+    caption = {**widget_defaults("LLMAssistCaptionImage"), "captioner": ["2", 0], "image": ["1", 0], "max_new_tokens": 4}
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
         "2": _captioner(model, **widgets),
@@ -129,13 +115,13 @@ def _caption_prompt(model: str, **widgets) -> dict:
 
 
 def _folder_prompt(path: str) -> dict:
-    load = {**_defaults("LLMAssistLoadImageFolder"), "path": path, "pattern": "*.png"}
+    load = {**widget_defaults("LLMAssistLoadImageFolder"), "path": path, "pattern": "*.png"}
     return {"1": {"class_type": "LLMAssistLoadImageFolder", "inputs": load},
             "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 2]}}}
 
 
 def _save_prompt(image_path: str, output_folder: str = "") -> dict:
-    save = {**_defaults("LLMAssistSaveCaptions"), "captions": ["1", 0], "image_paths": ["2", 0],
+    save = {**widget_defaults("LLMAssistSaveCaptions"), "captions": ["1", 0], "image_paths": ["2", 0],
             "mode": "overwrite", "output_folder": output_folder}
     return {"1": {"class_type": "PrimitiveString", "inputs": {"value": "pwned"}},
             "2": {"class_type": "PrimitiveString", "inputs": {"value": image_path}},

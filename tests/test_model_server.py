@@ -8,6 +8,7 @@ import pickle
 import threading
 
 import pytest
+from comfyui_support import widget_defaults
 from server_support import ImageServer, free_port, png_size_and_format, silent_socket
 
 from llm_assist import NODE_CLASS_MAPPINGS as NODES
@@ -34,23 +35,9 @@ def _connect(url, model="", **options):
     return out["result"]
 
 
-def _widget_defaults(node_id: str) -> dict:
-    """Every widget's default (a combo's default or first option), as the editor would send it."""
-    spec = NODES[node_id].INPUT_TYPES()
-    out = {}
-    for section in ("required", "optional"):
-        for name, value in (spec.get(section) or {}).items():
-            options = value[1] if len(value) > 1 else {}
-            if isinstance(value[0], list):
-                out[name] = options.get("default", value[0][0])
-            elif "default" in options:
-                out[name] = options["default"]
-    return out
-
-
 def _expand(lm, text="a red fox in the snow", max_new_tokens=12, token_budget=0, temperature=0.7, seed=0):
     out = NODES["LLMAssistExpandPrompt"]().expand(**{
-        **_widget_defaults("LLMAssistExpandPrompt"), "mode": "generate", "seed": seed, "max_new_tokens": max_new_tokens,
+        **widget_defaults("LLMAssistExpandPrompt"), "mode": "generate", "seed": seed, "max_new_tokens": max_new_tokens,
         "temperature": temperature, "token_budget": token_budget, "language_model": lm, "text": text})
     return out["result"][0]
 
@@ -399,7 +386,7 @@ def test_temperature_0_is_cached_and_sampling_reruns(image_server, tmp_path, tem
             "base_url": image_server.url, "model": "vision-test", "temperature": temperature, "server_seed": 7,
             "max_side": 1024, "image_format": "png", "concurrency": 2, "timeout": 30.0, "max_retries": 0}},
         "2": {"class_type": "LLMAssistExpandPrompt", "inputs": {
-            **_widget_defaults("LLMAssistExpandPrompt"), "mode": "generate", "max_new_tokens": 8, "temperature": 0.0,
+            **widget_defaults("LLMAssistExpandPrompt"), "mode": "generate", "max_new_tokens": 8, "temperature": 0.0,
             "token_budget": 0, "language_model": ["1", 1], "text": "a cat"}},
         "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
     }
